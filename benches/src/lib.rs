@@ -1,0 +1,2 @@
+//! criterion benchmarks live in `benches/benches/`.
+#![forbid(unsafe_code)]

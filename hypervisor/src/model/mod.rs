@@ -1,0 +1,52 @@
+//! A deterministic software model of Xen 4.17 for x86-64 PV guests.
+//!
+//! One [`Model`] is one simulated host: machine memory with Xen's page-type rules
+//! ([`mm`]), domains and vCPUs ([`domain`]), event channels ([`evtchn`]), xenstored
+//! ([`xenstore`]) and the console backend ([`console`]). The toolstack reaches it through
+//! the [`Xen`](crate::Xen) trait exactly as it would reach real Xen through privcmd;
+//! guests reach it through [`Model::hypercall`].
+//!
+//! Determinism: virtual time only, `BTreeMap`s wherever iteration order is observable,
+//! no randomness.
+
+pub mod console;
+pub mod domain;
+pub mod evtchn;
+pub mod invariants;
+pub mod mm;
+pub mod time;
+pub mod walk;
+pub mod xenstore;
+
+use std::collections::BTreeMap;
+
+use crate::types::DomId;
+
+/// How a [`Model`] host is built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// Machine memory, in 4 KiB frames.
+    pub machine_frames: u64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        // 256 MiB: plenty for several toy guests, cheap to create (lazily zeroed).
+        ModelConfig { machine_frames: 65536 }
+    }
+}
+
+/// One simulated Xen host.
+#[derive(Debug)]
+pub struct Model {
+    /// Machine memory and page types.
+    pub(crate) mem: mm::Memory,
+    /// Every domain, by id (dom0 included).
+    pub(crate) domains: BTreeMap<DomId, domain::Domain>,
+    /// xenstored.
+    pub(crate) xenstore: xenstore::XenStore,
+    /// The console backend (xenconsoled).
+    pub(crate) console: console::Consoles,
+    /// Virtual time.
+    pub(crate) time: time::Clock,
+}

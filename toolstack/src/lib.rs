@@ -1,0 +1,5 @@
+//! # toolstack
+//!
+//! Domain builder, suspend protocol, Xen-format streams, save, restore, live migration
+//! and the `xi` CLI, all generic over [`hypervisor::Xen`].
+#![forbid(unsafe_code)]
