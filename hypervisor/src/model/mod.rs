@@ -18,9 +18,11 @@ pub mod time;
 pub mod walk;
 pub mod xenstore;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::types::DomId;
+use crate::types::{DomId, Port};
+
+pub use domain::{Domain, Vcpu};
 
 /// How a [`Model`] host is built.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,4 +51,18 @@ pub struct Model {
     pub(crate) console: console::Consoles,
     /// Virtual time.
     pub(crate) time: time::Clock,
+    /// The last domain id handed out (4.17's rotating id cursor).
+    pub(crate) last_domid: u16,
+    /// dom0's event channel device (`/dev/xen/evtchn`) state.
+    pub(crate) evtchn_dev: EvtchnDevice,
 }
+
+/// The toolstack's `/dev/xen/evtchn`: which dom0 ports it bound, which fired.
+#[derive(Debug, Default)]
+pub(crate) struct EvtchnDevice {
+    /// Ports bound through the device.
+    pub(crate) bound: BTreeSet<Port>,
+    /// Delivered ports, in order, each masked until the toolstack unmasks it.
+    pub(crate) ring: VecDeque<Port>,
+}
+

@@ -6,3 +6,6 @@ pub struct Clock {
     /// Nanoseconds since the host booted.
     pub now_ns: u64,
 }
+
+/// The guest TSC frequency the model reports (kHz): 1 GHz, so one TSC tick is 1 ns.
+pub const TSC_KHZ: u32 = 1_000_000;
