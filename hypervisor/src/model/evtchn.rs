@@ -1156,3 +1156,1495 @@ impl Model {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::domain::{Domain, PollState, Vcpu};
+    use crate::model::mm::Memory;
+    use crate::types::Mfn;
+
+    const D0: DomId = DomId::DOM0;
+    const D1: DomId = DomId::new(1);
+    const D2: DomId = DomId::new(2);
+    const SELF: DomId = DomId::SELF;
+
+    const VIRQ_CONSOLE: u32 = 2;
+    const VIRQ_DOM_EXC: u32 = 3;
+
+    fn p(n: u32) -> Port {
+        Port::new(n)
+    }
+    fn v(n: u32) -> VcpuId {
+        VcpuId::new(n)
+    }
+
+    /// (id, privileged, vCPUs, max_evtchn_port)
+    type Spec = (u16, bool, u32, u32);
+
+    /// A model built by hand (the lead's constructors are written in parallel): one
+    /// shared_info frame per domain at MFN 1 + id.
+    fn model_with(specs: &[Spec]) -> Model {
+        let mut domains = BTreeMap::new();
+        for &(id, privileged, nvcpus, max_port) in specs {
+            let id = DomId::new(id);
+            domains.insert(
+                id,
+                Domain {
+                    id,
+                    privileged,
+                    handle: [0; 16],
+                    ssidref: 0,
+                    cdf_flags: 0,
+                    max_vcpus: nvcpus,
+                    vcpus: (0..nvcpus).map(|i| Vcpu::new(VcpuId::new(i))).collect(),
+                    pause_count: 0,
+                    dying: false,
+                    shutdown: None,
+                    shutdown_code: None,
+                    suspend_start_info: None,
+                    shared_info: Mfn::new(1 + u64::from(id.get())),
+                    evtchn: EvtchnTable::new(max_port),
+                    address_size: 64,
+                    tsc: Default::default(),
+                },
+            );
+        }
+        Model {
+            mem: Memory::new(8),
+            domains,
+            xenstore: Default::default(),
+            console: Default::default(),
+            time: Default::default(),
+            last_domid: 0,
+            evtchn_dev: Default::default(),
+        }
+    }
+
+    /// dom0 (privileged) and two guests, two vCPUs each.
+    fn model() -> Model {
+        model_with(&[(0, true, 2, 4095), (1, false, 2, 1023), (2, false, 2, 1023)])
+    }
+
+    fn si(m: &Model, dom: DomId) -> &Page {
+        m.mem.page(m.domains[&dom].shared_info).unwrap()
+    }
+    fn si_mut(m: &mut Model, dom: DomId) -> &mut Page {
+        let mfn = m.domains[&dom].shared_info;
+        m.mem.page_mut_raw(mfn).unwrap()
+    }
+    fn word(page: &Page, off: usize) -> u64 {
+        u64::from_le_bytes(page[off..off + 8].try_into().unwrap())
+    }
+    fn sel(m: &Model, dom: DomId, vcpu: u32) -> u64 {
+        word(si(m, dom), vcpu as usize * 64 + 8)
+    }
+    fn upcall(m: &Model, dom: DomId, vcpu: u32) -> u8 {
+        si(m, dom)[vcpu as usize * 64]
+    }
+    /// The guest writes its mask bit directly.
+    fn guest_mask(m: &mut Model, dom: DomId, port: u32, on: bool) {
+        let pg = si_mut(m, dom);
+        let (i, b) = (SI_EVTCHN_MASK + port as usize / 8, 1u8 << (port % 8));
+        if on {
+            pg[i] |= b;
+        } else {
+            pg[i] &= !b;
+        }
+    }
+    /// The guest consumer loop of abi.md §3 on `vcpu`: returns the ports it handled.
+    fn guest_consume(m: &mut Model, dom: DomId, vcpu: u32) -> Vec<u32> {
+        let pg = si_mut(m, dom);
+        let vi = vcpu as usize * 64;
+        pg[vi] = 0;
+        let s = word(pg, vi + 8);
+        pg[vi + 8..vi + 16].fill(0);
+        let mut handled = Vec::new();
+        for w in 0..64 {
+            if s & (1 << w) == 0 {
+                continue;
+            }
+            let pend = word(pg, SI_EVTCHN_PENDING + w * 8);
+            let mask = word(pg, SI_EVTCHN_MASK + w * 8);
+            let todo = pend & !mask;
+            pg[SI_EVTCHN_PENDING + w * 8..SI_EVTCHN_PENDING + w * 8 + 8]
+                .copy_from_slice(&(pend & !todo).to_le_bytes());
+            handled.extend(
+                (0..64)
+                    .filter(|b| todo & (1 << b) != 0)
+                    .map(|b| (w * 64 + b) as u32),
+            );
+        }
+        handled
+    }
+    fn state(m: &Model, dom: DomId, port: u32) -> EvtchnState {
+        m.domains[&dom].evtchn.state(p(port)).unwrap()
+    }
+    fn check(m: &Model) {
+        m.evtchn_check_invariants().unwrap();
+    }
+
+    #[test]
+    fn port0_reserved_and_lowest_free_port() {
+        let mut m = model();
+        assert_eq!(state(&m, D1, 0), EvtchnState::Reserved);
+        let a = m.evtchn_alloc_unbound(D1, SELF, D0).unwrap();
+        let b = m.evtchn_alloc_unbound(D1, SELF, D0).unwrap();
+        let c = m.evtchn_bind_ipi(D1, v(0)).unwrap();
+        assert_eq!((a, b, c), (p(1), p(2), p(3)));
+        m.evtchn_close(D1, SELF, b).unwrap();
+        assert_eq!(m.evtchn_bind_virq(D1, VIRQ_TIMER, v(0)), Ok(p(2)));
+        assert_eq!(m.evtchn_alloc_unbound(D1, D1, D0), Ok(p(4)));
+        // Port 0 cannot be closed, sent on or moved, and reports closed.
+        assert_eq!(m.evtchn_close(D1, SELF, p(0)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_send(D1, p(0)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_bind_vcpu(D1, p(0), v(1)), Err(Errno::EINVAL));
+        assert_eq!(
+            m.evtchn_status(D1, SELF, p(0)).unwrap().kind,
+            EvtchnStatusKind::Closed
+        );
+        // Closing a free port (inside the valid range) is EINVAL too.
+        assert_eq!(m.evtchn_close(D1, SELF, p(10)), Err(Errno::EINVAL));
+        check(&m);
+    }
+
+    #[test]
+    fn valid_range_grows_by_buckets() {
+        let mut m = model();
+        // A fresh domain has ports 0..64 valid.
+        assert_eq!(
+            m.evtchn_status(D1, SELF, p(63)).unwrap().kind,
+            EvtchnStatusKind::Closed
+        );
+        assert_eq!(m.evtchn_status(D1, SELF, p(64)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_unmask(D1, p(64)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_send(D1, p(4000)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_close(D1, SELF, p(u32::MAX)), Err(Errno::EINVAL));
+        for i in 1..64 {
+            assert_eq!(m.evtchn_bind_ipi(D1, v(0)), Ok(p(i)));
+        }
+        assert_eq!(m.domains[&D1].evtchn.valid_ports(), 64);
+        assert_eq!(m.evtchn_bind_ipi(D1, v(1)), Ok(p(64)));
+        assert_eq!(m.domains[&D1].evtchn.valid_ports(), 128);
+        assert_eq!(
+            m.evtchn_status(D1, SELF, p(127)).unwrap().kind,
+            EvtchnStatusKind::Closed
+        );
+        assert_eq!(m.evtchn_status(D1, SELF, p(128)), Err(Errno::EINVAL));
+        // Buckets stay valid after their ports are closed.
+        m.evtchn_reset(D1, SELF).unwrap();
+        assert_eq!(
+            m.evtchn_status(D1, SELF, p(100)).unwrap().kind,
+            EvtchnStatusKind::Closed
+        );
+        check(&m);
+    }
+
+    #[test]
+    fn max_evtchn_port_limits_allocation() {
+        let mut m = model_with(&[(0, true, 1, 4095), (1, false, 1, 3)]);
+        for i in 1..=3 {
+            assert_eq!(m.evtchn_alloc_unbound(D1, SELF, D0), Ok(p(i)));
+        }
+        assert_eq!(m.evtchn_alloc_unbound(D1, SELF, D0), Err(Errno::ENOSPC));
+        assert_eq!(m.evtchn_bind_ipi(D1, v(0)), Err(Errno::ENOSPC));
+        assert_eq!(m.evtchn_bind_virq(D1, VIRQ_TIMER, v(0)), Err(Errno::ENOSPC));
+        // bind_interdomain needs a local port first.
+        let r = m.evtchn_alloc_unbound(D0, SELF, D1).unwrap();
+        assert_eq!(m.evtchn_bind_interdomain(D1, D0, r), Err(Errno::ENOSPC));
+        // dom0-like tables stop at the 2-level limit.
+        let mut t = EvtchnTable::default();
+        assert_eq!(t.max_port(), i32::MAX as u32);
+        for i in 1..4096 {
+            assert_eq!(t.get_free_port(false), Ok(p(i)));
+            t.chans[i as usize].state = EvtchnState::Unbound { remote: D0 };
+        }
+        assert_eq!(t.get_free_port(false), Err(Errno::ENOSPC));
+        assert_eq!(t.valid_ports(), 4096);
+        assert_eq!(t.get_free_port(true), Err(Errno::EINVAL));
+        assert_eq!(
+            EvtchnTable::new(0).clone().get_free_port(false),
+            Err(Errno::ENOSPC)
+        );
+    }
+
+    #[test]
+    fn dying_domain_gets_no_ports() {
+        let mut m = model();
+        m.domains.get_mut(&D1).unwrap().dying = true;
+        assert_eq!(m.evtchn_alloc_unbound(D1, SELF, D0), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_alloc_unbound(D0, D1, D0), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_bind_ipi(D1, v(0)), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn alloc_unbound_permissions_and_self() {
+        let mut m = model();
+        // Unprivileged on another domain: EPERM; on a missing domain: ESRCH first.
+        assert_eq!(m.evtchn_alloc_unbound(D1, D2, D1), Err(Errno::EPERM));
+        assert_eq!(
+            m.evtchn_alloc_unbound(D1, DomId::new(9), D1),
+            Err(Errno::ESRCH)
+        );
+        assert_eq!(
+            m.evtchn_alloc_unbound(D0, DomId::new(9), D1),
+            Err(Errno::ESRCH)
+        );
+        // The failed EPERM attempt did not consume a port in dom2.
+        assert_eq!(m.evtchn_ports(D2), vec![(p(0), EvtchnState::Reserved)]);
+        // dom0 may allocate in a guest (the toolstack does for xenstore/console).
+        assert_eq!(m.evtchn_alloc_unbound(D0, D2, D0), Ok(p(1)));
+        assert_eq!(state(&m, D2, 1), EvtchnState::Unbound { remote: D0 });
+        // remote = SELF means the caller, even when allocating in another domain.
+        assert_eq!(m.evtchn_alloc_unbound(D0, D2, SELF), Ok(p(2)));
+        assert_eq!(state(&m, D2, 2), EvtchnState::Unbound { remote: D0 });
+        assert_eq!(m.evtchn_alloc_unbound(D1, SELF, SELF), Ok(p(1)));
+        assert_eq!(state(&m, D1, 1), EvtchnState::Unbound { remote: D1 });
+        // The remote domain is not checked for existence.
+        assert_eq!(m.evtchn_alloc_unbound(D1, SELF, DomId::new(77)), Ok(p(2)));
+        assert_eq!(m.domains[&D1].evtchn.notify_vcpu(p(2)), Some(v(0)));
+        // A missing caller is ESRCH.
+        assert_eq!(
+            m.evtchn_alloc_unbound(DomId::new(9), SELF, D0),
+            Err(Errno::ESRCH)
+        );
+        check(&m);
+    }
+
+    #[test]
+    fn bind_interdomain_marks_local_pending_and_both_ends() {
+        let mut m = model();
+        let r = m.evtchn_alloc_unbound(D2, SELF, D1).unwrap();
+        m.evtchn_bind_ipi(D1, v(0)).unwrap(); // local port 1 taken
+        let l = m.evtchn_bind_interdomain(D1, D2, r).unwrap();
+        assert_eq!(l, p(2));
+        assert_eq!(
+            state(&m, D1, 2),
+            EvtchnState::Interdomain {
+                remote: D2,
+                remote_port: r
+            }
+        );
+        assert_eq!(
+            state(&m, D2, r.get()),
+            EvtchnState::Interdomain {
+                remote: D1,
+                remote_port: l
+            }
+        );
+        // Always pending locally, with selector and upcall on vCPU 0; nothing remote.
+        assert!(m.evtchn_is_pending(D1, l));
+        assert_eq!(sel(&m, D1, 0), 1);
+        assert_eq!(upcall(&m, D1, 0), 1);
+        assert!(!m.evtchn_is_pending(D2, r));
+        assert_eq!(upcall(&m, D2, 0), 0);
+        let st = m.evtchn_status(D1, SELF, l).unwrap();
+        assert_eq!(st.kind, EvtchnStatusKind::Interdomain { dom: D2, port: r });
+        assert_eq!(st.status_code(), 2);
+        assert_eq!(st.union_bytes(), [2, 0, 0, 0, 1, 0, 0, 0]);
+        // Masked local port: pending but no selector/upcall.
+        let r2 = m.evtchn_alloc_unbound(D2, SELF, D1).unwrap();
+        guest_mask(&mut m, D1, 3, true);
+        guest_consume(&mut m, D1, 0);
+        let l2 = m.evtchn_bind_interdomain(D1, D2, r2).unwrap();
+        assert_eq!(l2, p(3));
+        assert!(m.evtchn_is_pending(D1, l2));
+        assert_eq!((sel(&m, D1, 0), upcall(&m, D1, 0)), (0, 0));
+        check(&m);
+    }
+
+    #[test]
+    fn bind_interdomain_refusals() {
+        let mut m = model();
+        let for_d0 = m.evtchn_alloc_unbound(D2, SELF, D0).unwrap();
+        // Expecting someone else.
+        assert_eq!(
+            m.evtchn_bind_interdomain(D1, D2, for_d0),
+            Err(Errno::EINVAL)
+        );
+        // Not unbound: free, reserved, beyond the valid range, already bound.
+        assert_eq!(m.evtchn_bind_interdomain(D1, D2, p(5)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_bind_interdomain(D1, D2, p(0)), Err(Errno::EINVAL));
+        assert_eq!(
+            m.evtchn_bind_interdomain(D1, D2, p(999)),
+            Err(Errno::EINVAL)
+        );
+        let ipi = m.evtchn_bind_ipi(D2, v(0)).unwrap();
+        assert_eq!(m.evtchn_bind_interdomain(D1, D2, ipi), Err(Errno::EINVAL));
+        m.evtchn_bind_interdomain(D0, D2, for_d0).unwrap();
+        assert_eq!(
+            m.evtchn_bind_interdomain(D1, D2, for_d0),
+            Err(Errno::EINVAL)
+        );
+        // No such domain.
+        assert_eq!(
+            m.evtchn_bind_interdomain(D1, DomId::new(42), p(1)),
+            Err(Errno::ESRCH)
+        );
+        assert_eq!(
+            m.evtchn_bind_interdomain(D1, DomId::XEN, p(1)),
+            Err(Errno::ESRCH)
+        );
+        // Failed binds left no local port behind.
+        assert_eq!(m.evtchn_ports(D1), vec![(p(0), EvtchnState::Reserved)]);
+        check(&m);
+    }
+
+    #[test]
+    fn loopback_channel() {
+        let mut m = model();
+        let a = m.evtchn_alloc_unbound(D1, SELF, SELF).unwrap();
+        let b = m.evtchn_bind_interdomain(D1, SELF, a).unwrap();
+        assert_eq!((a, b), (p(1), p(2)));
+        assert_eq!(
+            state(&m, D1, 1),
+            EvtchnState::Interdomain {
+                remote: D1,
+                remote_port: b
+            }
+        );
+        assert_eq!(
+            state(&m, D1, 2),
+            EvtchnState::Interdomain {
+                remote: D1,
+                remote_port: a
+            }
+        );
+        assert!(m.evtchn_is_pending(D1, b) && !m.evtchn_is_pending(D1, a));
+        m.evtchn_send(D1, b).unwrap();
+        assert!(m.evtchn_is_pending(D1, a));
+        check(&m);
+        m.evtchn_close(D1, SELF, a).unwrap();
+        assert_eq!(state(&m, D1, 2), EvtchnState::Unbound { remote: D1 });
+        assert!(!m.evtchn_is_pending(D1, a) && m.evtchn_is_pending(D1, b));
+        check(&m);
+    }
+
+    #[test]
+    fn close_returns_peer_to_unbound_and_clears_pending() {
+        let mut m = model();
+        let r = m.evtchn_alloc_unbound(D2, SELF, D1).unwrap();
+        let l = m.evtchn_bind_interdomain(D1, D2, r).unwrap();
+        m.evtchn_send(D1, l).unwrap();
+        assert!(m.evtchn_is_pending(D2, r));
+        guest_mask(&mut m, D1, l.get(), true);
+        m.evtchn_bind_vcpu(D1, l, v(1)).unwrap();
+        m.evtchn_close(D1, SELF, l).unwrap();
+        // Local: free, pending cleared, mask kept, notify back to vCPU 0.
+        assert_eq!(state(&m, D1, l.get()), EvtchnState::Free);
+        assert!(!m.evtchn_is_pending(D1, l));
+        assert!(m.evtchn_is_masked(D1, l));
+        assert_eq!(m.domains[&D1].evtchn.notify_vcpu(l), Some(v(0)));
+        // Peer: unbound expecting the closer, its pending bit untouched.
+        assert_eq!(state(&m, D2, r.get()), EvtchnState::Unbound { remote: D1 });
+        assert!(m.evtchn_is_pending(D2, r));
+        // Sending on the now-unbound end is silently dropped.
+        assert_eq!(m.evtchn_send(D2, r), Ok(()));
+        // dom1 can re-bind to it.
+        assert_eq!(m.evtchn_bind_interdomain(D1, D2, r), Ok(l));
+        check(&m);
+        // Unprivileged close of another domain's port: EPERM; dom0 may.
+        assert_eq!(m.evtchn_close(D1, D2, r), Err(Errno::EPERM));
+        assert_eq!(m.evtchn_close(D0, D2, r), Ok(()));
+        assert_eq!(state(&m, D1, l.get()), EvtchnState::Unbound { remote: D2 });
+        assert_eq!(m.evtchn_close(D1, DomId::new(50), r), Err(Errno::ESRCH));
+        check(&m);
+    }
+
+    #[test]
+    fn send_sets_pending_selector_upcall() {
+        let mut m = model();
+        // dom1 port 70 (second word) ↔ dom2.
+        for _ in 1..70 {
+            m.evtchn_bind_ipi(D2, v(0)).unwrap();
+        }
+        let r = m.evtchn_alloc_unbound(D2, SELF, D1).unwrap();
+        assert_eq!(r, p(70));
+        for i in 1..64 {
+            m.evtchn_close(D2, SELF, p(i)).unwrap();
+        }
+        guest_consume(&mut m, D2, 0);
+        let l = m.evtchn_bind_interdomain(D1, D2, r).unwrap();
+        guest_consume(&mut m, D1, 0);
+        m.evtchn_bind_vcpu(D2, r, v(1)).unwrap();
+        m.evtchn_send(D1, l).unwrap();
+        assert!(m.evtchn_is_pending(D2, r));
+        assert_eq!(word(si(&m, D2), SI_EVTCHN_PENDING + 8), 1 << 6);
+        assert_eq!((sel(&m, D2, 1), upcall(&m, D2, 1)), (1 << 1, 1));
+        assert_eq!((sel(&m, D2, 0), upcall(&m, D2, 0)), (0, 0));
+        // Sending again while pending changes nothing, even after the guest cleared
+        // its selector and upcall flag but not the pending bit.
+        let pg = si_mut(&mut m, D2);
+        pg[64] = 0;
+        pg[72..80].fill(0);
+        m.evtchn_send(D1, l).unwrap();
+        assert_eq!((sel(&m, D2, 1), upcall(&m, D2, 1)), (0, 0));
+        // After the consumer loop, a new send delivers again.
+        assert_eq!(guest_consume(&mut m, D2, 1), Vec::<u32>::new());
+        // (the selector was empty, so the pending bit was not consumed: do it by hand)
+        si_mut(&mut m, D2)[SI_EVTCHN_PENDING + 8] = 0;
+        m.evtchn_send(D1, l).unwrap();
+        assert_eq!((sel(&m, D2, 1), upcall(&m, D2, 1)), (2, 1));
+        assert_eq!(guest_consume(&mut m, D2, 1), vec![70]);
+        assert!(!m.evtchn_is_pending(D2, r));
+        // upcall_pending already set: the selector still gets the new word's bit.
+        let r5 = m.evtchn_alloc_unbound(D2, SELF, D1).unwrap();
+        assert_eq!(r5, p(1));
+        let l5 = m.evtchn_bind_interdomain(D1, D2, r5).unwrap();
+        m.evtchn_bind_vcpu(D2, r5, v(1)).unwrap();
+        si_mut(&mut m, D2)[64] = 1;
+        m.evtchn_send(D1, l5).unwrap();
+        assert_eq!((sel(&m, D2, 1), upcall(&m, D2, 1)), (1, 1));
+        check(&m);
+    }
+
+    #[test]
+    fn masked_send_then_unmask_redelivers() {
+        let mut m = model();
+        let r = m.evtchn_alloc_unbound(D2, SELF, D1).unwrap();
+        let l = m.evtchn_bind_interdomain(D1, D2, r).unwrap();
+        guest_mask(&mut m, D2, r.get(), true);
+        m.evtchn_send(D1, l).unwrap();
+        assert!(m.evtchn_is_pending(D2, r) && m.evtchn_is_masked(D2, r));
+        assert_eq!((sel(&m, D2, 0), upcall(&m, D2, 0)), (0, 0));
+        m.domains.get_mut(&D2).unwrap().vcpus[0].blocked = true;
+        m.evtchn_unmask(D2, r).unwrap();
+        assert!(!m.evtchn_is_masked(D2, r));
+        assert_eq!((sel(&m, D2, 0), upcall(&m, D2, 0)), (1, 1));
+        assert!(
+            !m.domains[&D2].vcpus[0].blocked,
+            "unmask re-delivery kicks the vCPU"
+        );
+        // Unmasking a port that is not pending only clears the mask.
+        guest_consume(&mut m, D2, 0);
+        guest_mask(&mut m, D2, r.get(), true);
+        m.evtchn_unmask(D2, r).unwrap();
+        assert_eq!(
+            (sel(&m, D2, 0), upcall(&m, D2, 0), m.evtchn_is_masked(D2, r)),
+            (0, 0, false)
+        );
+        // Unmask of a free port succeeds but leaves its mask bit alone.
+        guest_mask(&mut m, D2, 9, true);
+        assert_eq!(m.evtchn_unmask(D2, p(9)), Ok(()));
+        assert!(m.evtchn_is_masked(D2, p(9)));
+        assert_eq!(m.evtchn_unmask(D2, p(0)), Ok(()));
+        check(&m);
+    }
+
+    #[test]
+    fn send_on_each_state() {
+        let mut m = model();
+        let unbound = m.evtchn_alloc_unbound(D1, SELF, D2).unwrap();
+        let virq = m.evtchn_bind_virq(D1, VIRQ_TIMER, v(0)).unwrap();
+        let ipi = m.evtchn_bind_ipi(D1, v(1)).unwrap();
+        assert_eq!(m.evtchn_send(D1, unbound), Ok(()));
+        assert!(!m.evtchn_is_pending(D1, unbound));
+        assert_eq!(m.evtchn_send(D1, virq), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_send(D1, p(20)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_send(D1, p(64)), Err(Errno::EINVAL));
+        // IPI: to itself, on its vCPU.
+        assert_eq!(m.evtchn_send(D1, ipi), Ok(()));
+        assert!(m.evtchn_is_pending(D1, ipi));
+        assert_eq!((sel(&m, D1, 1), upcall(&m, D1, 1)), (1, 1));
+        assert_eq!(upcall(&m, D1, 0), 0);
+        // Another domain cannot send on dom1's ports: its own port 3 is free.
+        assert_eq!(m.evtchn_send(D2, ipi), Err(Errno::EINVAL));
+        check(&m);
+    }
+
+    #[test]
+    fn upcall_mask_does_not_stop_marking() {
+        let mut m = model();
+        si_mut(&mut m, D1)[1] = 1; // evtchn_upcall_mask on vCPU 0
+        let ipi = m.evtchn_bind_ipi(D1, v(0)).unwrap();
+        m.domains.get_mut(&D1).unwrap().vcpus[0].blocked = true;
+        m.evtchn_send(D1, ipi).unwrap();
+        assert_eq!((sel(&m, D1, 0), upcall(&m, D1, 0)), (1, 1));
+        assert!(!m.domains[&D1].vcpus[0].blocked);
+    }
+
+    #[test]
+    fn virq_binding_rules() {
+        let mut m = model();
+        let t0 = m.evtchn_bind_virq(D1, VIRQ_TIMER, v(0)).unwrap();
+        assert_eq!(m.evtchn_bind_virq(D1, VIRQ_TIMER, v(0)), Err(Errno::EEXIST));
+        // Per-vCPU VIRQ on vCPU 1 is a separate binding.
+        let t1 = m.evtchn_bind_virq(D1, VIRQ_TIMER, v(1)).unwrap();
+        assert_ne!(t0, t1);
+        assert_eq!(
+            state(&m, D1, t1.get()),
+            EvtchnState::Virq {
+                virq: VIRQ_TIMER,
+                vcpu: v(1)
+            }
+        );
+        assert_eq!(m.evtchn_bind_virq(D1, VIRQ_DEBUG, v(1)).map(|_| ()), Ok(()));
+        // Global VIRQs only on vCPU 0 — EINVAL beats ENOENT.
+        assert_eq!(
+            m.evtchn_bind_virq(D1, VIRQ_DOM_EXC, v(1)),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            m.evtchn_bind_virq(D1, VIRQ_CONSOLE, v(7)),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(m.evtchn_bind_virq(D1, 16, v(1)), Err(Errno::EINVAL)); // VIRQ_ARCH_0
+                                                                          // Bad VIRQ numbers.
+        assert_eq!(m.evtchn_bind_virq(D1, NR_VIRQS, v(0)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_bind_virq(D1, u32::MAX, v(0)), Err(Errno::EINVAL));
+        // Missing vCPU for a per-vCPU VIRQ.
+        assert_eq!(m.evtchn_bind_virq(D1, VIRQ_TIMER, v(2)), Err(Errno::ENOENT));
+        assert_eq!(
+            m.evtchn_bind_virq(D1, VIRQ_TIMER, v(u32::MAX)),
+            Err(Errno::ENOENT)
+        );
+        let g = m.evtchn_bind_virq(D1, VIRQ_DOM_EXC, v(0)).unwrap();
+        assert_eq!(
+            m.evtchn_bind_virq(D1, VIRQ_DOM_EXC, v(0)),
+            Err(Errno::EEXIST)
+        );
+        assert!(m.evtchn_virq_enabled(D1, v(1), VIRQ_DOM_EXC));
+        assert!(m.evtchn_virq_enabled(D1, v(1), VIRQ_TIMER));
+        assert!(!m.evtchn_virq_enabled(D1, v(1), VIRQ_CONSOLE));
+        check(&m);
+        // Closing frees the binding for re-use.
+        m.evtchn_close(D1, SELF, t1).unwrap();
+        assert_eq!(m.domains[&D1].evtchn.virq_port(v(1), VIRQ_TIMER), None);
+        assert_eq!(m.evtchn_bind_virq(D1, VIRQ_TIMER, v(1)), Ok(t1));
+        // A moved global VIRQ is still closed through vCPU 0's table.
+        m.evtchn_bind_vcpu(D1, g, v(1)).unwrap();
+        m.evtchn_close(D1, SELF, g).unwrap();
+        assert!(!m.evtchn_virq_enabled(D1, v(0), VIRQ_DOM_EXC));
+        check(&m);
+    }
+
+    #[test]
+    fn virq_delivery() {
+        let mut m = model();
+        let t1 = m.evtchn_bind_virq(D1, VIRQ_TIMER, v(1)).unwrap();
+        // Unbound VIRQs, wrong classes and bad ids are no-ops.
+        m.send_virq(D1, v(0), VIRQ_TIMER);
+        m.send_virq(D1, v(1), VIRQ_DOM_EXC);
+        m.send_virq(D1, v(9), VIRQ_TIMER);
+        m.send_virq(DomId::new(9), v(0), VIRQ_TIMER);
+        m.send_virq(D1, v(1), u32::MAX);
+        m.send_guest_global_virq(D1, VIRQ_TIMER);
+        assert!(!m.evtchn_is_pending(D1, t1));
+        m.send_virq(D1, v(1), VIRQ_TIMER);
+        assert!(m.evtchn_is_pending(D1, t1));
+        assert_eq!((sel(&m, D1, 1), upcall(&m, D1, 1)), (1, 1));
+        assert_eq!(upcall(&m, D1, 0), 0);
+        // VIRQ_DOM_EXC goes to dom0 only.
+        let e0 = m.evtchn_bind_virq(D0, VIRQ_DOM_EXC, v(0)).unwrap();
+        let e1 = m.evtchn_bind_virq(D1, VIRQ_DOM_EXC, v(0)).unwrap();
+        m.send_global_virq(VIRQ_DOM_EXC);
+        assert!(m.evtchn_is_pending(D0, e0));
+        assert!(!m.evtchn_is_pending(D1, e1));
+        // A moved global VIRQ notifies its new vCPU.
+        m.evtchn_bind_vcpu(D1, e1, v(1)).unwrap();
+        guest_consume(&mut m, D1, 1);
+        m.send_guest_global_virq(D1, VIRQ_DOM_EXC);
+        assert!(m.evtchn_is_pending(D1, e1));
+        assert_eq!((sel(&m, D1, 1), upcall(&m, D1, 1)), (1, 1));
+        assert_eq!(upcall(&m, D1, 0), 0);
+        check(&m);
+    }
+
+    #[test]
+    fn bind_vcpu_rules() {
+        let mut m = model();
+        let ipi = m.evtchn_bind_ipi(D1, v(0)).unwrap();
+        let timer = m.evtchn_bind_virq(D1, VIRQ_TIMER, v(0)).unwrap();
+        let cons = m.evtchn_bind_virq(D1, VIRQ_CONSOLE, v(0)).unwrap();
+        let unbound = m.evtchn_alloc_unbound(D1, SELF, D0).unwrap();
+        assert_eq!(m.evtchn_bind_vcpu(D1, ipi, v(1)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_bind_vcpu(D1, timer, v(1)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_bind_vcpu(D1, p(30), v(1)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_bind_vcpu(D1, p(64), v(1)), Err(Errno::EINVAL));
+        // ENOENT is checked before the port.
+        assert_eq!(m.evtchn_bind_vcpu(D1, p(64), v(2)), Err(Errno::ENOENT));
+        assert_eq!(m.evtchn_bind_vcpu(D1, cons, v(2)), Err(Errno::ENOENT));
+        assert_eq!(m.evtchn_bind_vcpu(D1, cons, v(1)), Ok(()));
+        assert_eq!(m.evtchn_status(D1, SELF, cons).unwrap().vcpu, v(1));
+        assert_eq!(m.evtchn_bind_vcpu(D1, unbound, v(1)), Ok(()));
+        assert_eq!(m.evtchn_status(D1, SELF, unbound).unwrap().vcpu, v(1));
+        // Moving a pending interdomain port re-delivers nothing.
+        let r = m.evtchn_alloc_unbound(D2, SELF, D1).unwrap();
+        let l = m.evtchn_bind_interdomain(D1, D2, r).unwrap();
+        assert_eq!(upcall(&m, D1, 0), 1);
+        m.evtchn_bind_vcpu(D1, l, v(1)).unwrap();
+        assert_eq!((sel(&m, D1, 1), upcall(&m, D1, 1)), (0, 0));
+        assert_eq!(sel(&m, D1, 0), 1);
+        // …and the binding survives the peer closing (unbound ports keep notify).
+        m.evtchn_close(D2, SELF, r).unwrap();
+        assert_eq!(m.evtchn_status(D1, SELF, l).unwrap().vcpu, v(1));
+        check(&m);
+    }
+
+    #[test]
+    fn reset_closes_everything() {
+        let mut m = model();
+        let r = m.evtchn_alloc_unbound(D2, SELF, D1).unwrap();
+        let l = m.evtchn_bind_interdomain(D1, D2, r).unwrap();
+        m.evtchn_bind_virq(D1, VIRQ_TIMER, v(1)).unwrap();
+        m.evtchn_bind_ipi(D1, v(0)).unwrap();
+        m.evtchn_alloc_unbound(D1, SELF, D0).unwrap();
+        // Permission and pause checks.
+        assert_eq!(m.evtchn_reset(D2, D1), Err(Errno::EPERM));
+        assert_eq!(
+            m.evtchn_reset(D0, D1),
+            Err(Errno::EINVAL),
+            "dom0 needs the domain paused"
+        );
+        assert_eq!(m.evtchn_reset(D0, DomId::new(9)), Err(Errno::ESRCH));
+        m.domains.get_mut(&D1).unwrap().pause_count = 1;
+        assert_eq!(m.evtchn_reset(D0, D1), Ok(()));
+        assert_eq!(m.evtchn_ports(D1), vec![(p(0), EvtchnState::Reserved)]);
+        assert!(!m.evtchn_is_pending(D1, l));
+        assert!(!m.evtchn_virq_enabled(D1, v(1), VIRQ_TIMER));
+        assert_eq!(state(&m, D2, r.get()), EvtchnState::Unbound { remote: D1 });
+        check(&m);
+        // A domain may reset itself, paused or not.
+        m.evtchn_bind_ipi(D2, v(1)).unwrap();
+        assert_eq!(m.evtchn_reset(D2, SELF), Ok(()));
+        assert_eq!(m.evtchn_ports(D2), vec![(p(0), EvtchnState::Reserved)]);
+        check(&m);
+    }
+
+    #[test]
+    fn status_of_every_state_and_permissions() {
+        let mut m = model();
+        let unbound = m.evtchn_alloc_unbound(D1, SELF, D2).unwrap();
+        let r = m.evtchn_alloc_unbound(D2, SELF, D1).unwrap();
+        let inter = m.evtchn_bind_interdomain(D1, D2, r).unwrap();
+        let virq = m.evtchn_bind_virq(D1, VIRQ_DEBUG, v(1)).unwrap();
+        let ipi = m.evtchn_bind_ipi(D1, v(1)).unwrap();
+        let st = |m: &Model, port: Port| m.evtchn_status(D1, SELF, port).unwrap();
+        let s = st(&m, unbound);
+        assert_eq!(
+            (s.kind, s.vcpu, s.status_code()),
+            (EvtchnStatusKind::Unbound { dom: D2 }, v(0), 1)
+        );
+        assert_eq!(s.union_bytes(), [2, 0, 0, 0, 0, 0, 0, 0]);
+        let s = st(&m, inter);
+        assert_eq!(
+            (s.kind, s.status_code()),
+            (EvtchnStatusKind::Interdomain { dom: D2, port: r }, 2)
+        );
+        let s = st(&m, virq);
+        assert_eq!(
+            (s.kind, s.vcpu, s.status_code()),
+            (EvtchnStatusKind::Virq { virq: VIRQ_DEBUG }, v(1), 4)
+        );
+        assert_eq!(s.union_bytes(), [1, 0, 0, 0, 0, 0, 0, 0]);
+        let s = st(&m, ipi);
+        assert_eq!(
+            (s.kind, s.vcpu, s.status_code()),
+            (EvtchnStatusKind::Ipi, v(1), 5)
+        );
+        let s = st(&m, p(40));
+        assert_eq!(
+            (s.kind, s.vcpu, s.status_code()),
+            (EvtchnStatusKind::Closed, v(0), 0)
+        );
+        let pirq = EvtchnStatus {
+            kind: EvtchnStatusKind::Pirq { pirq: 9 },
+            vcpu: v(0),
+        };
+        assert_eq!((pirq.status_code(), pirq.union_bytes()[0]), (3, 9));
+        // Permissions: XSM_TARGET, after the port check.
+        assert_eq!(m.evtchn_status(D2, D1, ipi), Err(Errno::EPERM));
+        assert_eq!(m.evtchn_status(D2, D1, p(500)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_status(D2, DomId::new(9), p(1)), Err(Errno::ESRCH));
+        assert_eq!(
+            m.evtchn_status(D0, D1, ipi).unwrap().kind,
+            EvtchnStatusKind::Ipi
+        );
+        assert_eq!(
+            m.evtchn_status(D1, D1, ipi).unwrap().kind,
+            EvtchnStatusKind::Ipi
+        );
+        // PIRQs: no access.
+        assert_eq!(m.evtchn_bind_pirq(D1, 3, 0), Err(Errno::EPERM));
+        assert_eq!(m.evtchn_bind_pirq(D0, 3, 1), Err(Errno::EPERM));
+    }
+
+    #[test]
+    fn blocked_and_polling_vcpus_are_woken() {
+        let mut m = model();
+        let a = m.evtchn_bind_ipi(D1, v(1)).unwrap();
+        let b = m.evtchn_bind_ipi(D1, v(1)).unwrap();
+        // SCHEDOP_block: any unmasked event to the vCPU wakes it.
+        m.domains.get_mut(&D1).unwrap().vcpus[1].blocked = true;
+        m.evtchn_send(D1, a).unwrap();
+        assert!(!m.domains[&D1].vcpus[1].blocked);
+        // A blocked vCPU is not woken when upcall_pending was already set.
+        m.domains.get_mut(&D1).unwrap().vcpus[1].blocked = true;
+        m.evtchn_send(D1, b).unwrap();
+        assert!(m.domains[&D1].vcpus[1].blocked);
+        guest_consume(&mut m, D1, 1);
+        // Single-port poll on a masked port: woken by that port only.
+        guest_mask(&mut m, D1, a.get(), true);
+        guest_mask(&mut m, D1, b.get(), true);
+        let poll = |ports: Vec<Port>| {
+            Some(PollState {
+                ports,
+                deadline_ns: None,
+            })
+        };
+        {
+            let v1 = &mut m.domains.get_mut(&D1).unwrap().vcpus[1];
+            v1.blocked = false;
+            v1.poll = poll(vec![a]);
+        }
+        m.evtchn_send(D1, b).unwrap();
+        assert!(m.domains[&D1].vcpus[1].poll.is_some());
+        m.evtchn_send(D1, a).unwrap();
+        assert_eq!(m.domains[&D1].vcpus[1].poll, None);
+        assert_eq!(m.evtchn_port_poll(D1, a), Ok(true));
+        assert_eq!(m.evtchn_port_poll(D1, p(20)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_port_poll(D1, p(0)), Err(Errno::EINVAL));
+        assert_eq!(m.evtchn_port_poll(D1, p(640)), Err(Errno::EINVAL));
+        // Multi-port polls (poll_evtchn = -1 in Xen) are woken by any port.
+        si_mut(&mut m, D1)[SI_EVTCHN_PENDING] = 0;
+        let c = m.evtchn_bind_ipi(D1, v(0)).unwrap();
+        guest_mask(&mut m, D1, c.get(), true);
+        m.domains.get_mut(&D1).unwrap().vcpus[1].poll = poll(vec![a, b]);
+        m.evtchn_send(D1, c).unwrap();
+        assert_eq!(m.domains[&D1].vcpus[1].poll, None);
+        // A poll ends with a kick too (unmasked event, upcall 0 → 1), even for another
+        // port: Xen's vcpu_unblock.
+        guest_mask(&mut m, D1, a.get(), false);
+        si_mut(&mut m, D1)[SI_EVTCHN_PENDING] = 0;
+        guest_consume(&mut m, D1, 1);
+        m.domains.get_mut(&D1).unwrap().vcpus[1].poll = poll(vec![b]);
+        m.domains.get_mut(&D1).unwrap().vcpus[1].blocked = true;
+        m.evtchn_send(D1, a).unwrap();
+        assert_eq!(m.domains[&D1].vcpus[1].poll, None);
+        assert!(!m.domains[&D1].vcpus[1].blocked);
+    }
+
+    #[test]
+    fn vcpus_beyond_the_legacy_32_get_no_vcpu_info_bits() {
+        let mut m = model_with(&[(0, true, 1, 4095), (1, false, 34, 1023)]);
+        let ipi = m.evtchn_bind_ipi(D1, v(33)).unwrap();
+        m.domains.get_mut(&D1).unwrap().vcpus[33].blocked = true;
+        m.evtchn_send(D1, ipi).unwrap();
+        assert!(m.evtchn_is_pending(D1, ipi));
+        assert!(m.domains[&D1].vcpus[33].blocked);
+        // Nothing landed outside the vcpu_info array either.
+        assert!(si(&m, D1)[..2048].iter().all(|&b| b == 0));
+        check(&m);
+    }
+
+    #[test]
+    fn destroy_returns_peers_to_unbound() {
+        let mut m = model();
+        let r = m.evtchn_alloc_unbound(D0, SELF, D1).unwrap();
+        m.evtchn_bind_interdomain(D1, D0, r).unwrap();
+        let r2 = m.evtchn_alloc_unbound(D1, SELF, D2).unwrap();
+        let l2 = m.evtchn_bind_interdomain(D2, D1, r2).unwrap();
+        m.evtchn_bind_virq(D1, VIRQ_TIMER, v(0)).unwrap();
+        m.domains.get_mut(&D1).unwrap().dying = true;
+        m.evtchn_domain_destroy(D1);
+        assert_eq!(m.evtchn_ports(D1), vec![(p(0), EvtchnState::Reserved)]);
+        assert_eq!(state(&m, D0, r.get()), EvtchnState::Unbound { remote: D1 });
+        assert_eq!(state(&m, D2, l2.get()), EvtchnState::Unbound { remote: D1 });
+        check(&m);
+        m.domains.remove(&D1);
+        m.evtchn_domain_destroy(D1); // unknown domain: no-op
+        check(&m);
+        assert_eq!(m.evtchn_ports(D1), vec![]);
+    }
+
+    #[test]
+    fn invariant_checker_catches_breakage() {
+        let mut m = model();
+        let r = m.evtchn_alloc_unbound(D2, SELF, D1).unwrap();
+        let l = m.evtchn_bind_interdomain(D1, D2, r).unwrap();
+        m.evtchn_bind_virq(D1, VIRQ_TIMER, v(1)).unwrap();
+        check(&m);
+        let mut bad = model();
+        bad.domains.get_mut(&D1).unwrap().evtchn = m.domains[&D1].evtchn.clone();
+        assert!(bad.evtchn_check_invariants().unwrap_err().contains("port1"));
+        let mut bad = model();
+        bad.domains
+            .get_mut(&D1)
+            .unwrap()
+            .evtchn
+            .virqs
+            .insert((v(0), VIRQ_TIMER), p(5));
+        assert!(bad.evtchn_check_invariants().is_err());
+        let mut bad = model();
+        bad.domains.get_mut(&D1).unwrap().evtchn.chans[0].state = EvtchnState::Free;
+        assert!(bad.evtchn_check_invariants().is_err());
+        let _ = l;
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Random op sequences against a reference model.
+    // -----------------------------------------------------------------------------------
+
+    const DOMS: [DomId; 3] = [D0, D1, D2];
+    /// Domain ids as ops name them: 0..3, plus 3 = SELF and 4 = a missing domain.
+    fn dom_of(i: u8) -> DomId {
+        match i {
+            0..=2 => DOMS[i as usize],
+            3 => SELF,
+            _ => DomId::new(9),
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        AllocUnbound { caller: u8, dom: u8, remote: u8 },
+        BindInterdomain { caller: u8, rdom: u8, rport: u32 },
+        BindVirq { caller: u8, virq: u32, vcpu: u32 },
+        BindIpi { caller: u8, vcpu: u32 },
+        Close { caller: u8, dom: u8, port: u32 },
+        Send { caller: u8, port: u32 },
+        Unmask { caller: u8, port: u32 },
+        BindVcpu { caller: u8, port: u32, vcpu: u32 },
+        Reset { caller: u8, dom: u8 },
+        Status { caller: u8, dom: u8, port: u32 },
+        SendVirq { dom: u8, vcpu: u32, virq: u32 },
+        SendGlobalVirq { dom: u8, virq: u32 },
+        GuestMask { dom: u8, port: u32, on: bool },
+        GuestConsume { dom: u8, vcpu: u32 },
+        Block { dom: u8, vcpu: u32 },
+        TogglePause { dom: u8 },
+    }
+
+    fn op_strategy() -> impl Strategy<Value = Op> {
+        let caller = 0u8..3;
+        let dom = 0u8..5;
+        let port = prop_oneof![4 => 0u32..12, 1 => 0u32..80];
+        let vcpu = prop_oneof![4 => 0u32..2, 1 => 0u32..4];
+        let virq = prop_oneof![4 => prop::sample::select(vec![0u32, 1, 2, 3, 16]), 1 => 0u32..30];
+        prop_oneof![
+            4 => (caller.clone(), dom.clone(), dom.clone())
+                .prop_map(|(caller, dom, remote)| Op::AllocUnbound { caller, dom, remote }),
+            4 => (caller.clone(), dom.clone(), port.clone())
+                .prop_map(|(caller, rdom, rport)| Op::BindInterdomain { caller, rdom, rport }),
+            2 => (caller.clone(), virq.clone(), vcpu.clone())
+                .prop_map(|(caller, virq, vcpu)| Op::BindVirq { caller, virq, vcpu }),
+            2 => (caller.clone(), vcpu.clone()).prop_map(|(caller, vcpu)| Op::BindIpi { caller, vcpu }),
+            3 => (caller.clone(), prop_oneof![4 => Just(3u8), 1 => 0u8..5], port.clone())
+                .prop_map(|(caller, dom, port)| Op::Close { caller, dom, port }),
+            5 => (caller.clone(), port.clone()).prop_map(|(caller, port)| Op::Send { caller, port }),
+            2 => (caller.clone(), port.clone()).prop_map(|(caller, port)| Op::Unmask { caller, port }),
+            2 => (caller.clone(), port.clone(), vcpu.clone())
+                .prop_map(|(caller, port, vcpu)| Op::BindVcpu { caller, port, vcpu }),
+            1 => (caller.clone(), dom.clone()).prop_map(|(caller, dom)| Op::Reset { caller, dom }),
+            2 => (caller.clone(), dom.clone(), port.clone())
+                .prop_map(|(caller, dom, port)| Op::Status { caller, dom, port }),
+            2 => (0u8..3, vcpu.clone(), virq.clone())
+                .prop_map(|(dom, vcpu, virq)| Op::SendVirq { dom, vcpu, virq }),
+            1 => (0u8..3, virq.clone()).prop_map(|(dom, virq)| Op::SendGlobalVirq { dom, virq }),
+            2 => (0u8..3, port.clone(), any::<bool>())
+                .prop_map(|(dom, port, on)| Op::GuestMask { dom, port, on }),
+            3 => (0u8..3, 0u32..2).prop_map(|(dom, vcpu)| Op::GuestConsume { dom, vcpu }),
+            1 => (0u8..3, 0u32..2).prop_map(|(dom, vcpu)| Op::Block { dom, vcpu }),
+            1 => (1u8..3).prop_map(|dom| Op::TogglePause { dom }),
+        ]
+    }
+
+    /// The reference: one plain record per domain, written from the ABI description.
+    #[derive(Clone, Debug)]
+    struct RDom {
+        privileged: bool,
+        nvcpus: u32,
+        max_port: u32,
+        valid: u32,
+        paused: bool,
+        /// Non-free ports: state and notify vCPU.
+        chans: BTreeMap<u32, (EvtchnState, u32)>,
+        virqs: BTreeMap<(u32, u32), u32>,
+        pending: BTreeSet<u32>,
+        masked: BTreeSet<u32>,
+        sel: Vec<u64>,
+        upcall: Vec<bool>,
+        blocked: Vec<bool>,
+    }
+
+    #[derive(Clone, Debug)]
+    struct Reference {
+        doms: BTreeMap<DomId, RDom>,
+    }
+
+    impl Reference {
+        fn new(specs: &[Spec]) -> Self {
+            let doms = specs
+                .iter()
+                .map(|&(id, privileged, nvcpus, max_port)| {
+                    let n = nvcpus as usize;
+                    (
+                        DomId::new(id),
+                        RDom {
+                            privileged,
+                            nvcpus,
+                            max_port,
+                            valid: 64,
+                            paused: false,
+                            chans: BTreeMap::from([(0, (EvtchnState::Reserved, 0))]),
+                            virqs: BTreeMap::new(),
+                            pending: BTreeSet::new(),
+                            masked: BTreeSet::new(),
+                            sel: vec![0; n],
+                            upcall: vec![false; n],
+                            blocked: vec![false; n],
+                        },
+                    )
+                })
+                .collect();
+            Reference { doms }
+        }
+
+        fn find(&self, caller: DomId, dom: DomId) -> Result<DomId, Errno> {
+            let d = if dom == SELF { caller } else { dom };
+            if self.doms.contains_key(&d) {
+                Ok(d)
+            } else {
+                Err(Errno::ESRCH)
+            }
+        }
+        fn may(&self, caller: DomId, target: DomId) -> Result<(), Errno> {
+            if caller == target || self.doms[&caller].privileged {
+                Ok(())
+            } else {
+                Err(Errno::EPERM)
+            }
+        }
+        fn free_port(&mut self, d: DomId) -> Result<u32, Errno> {
+            let rd = self.doms.get_mut(&d).unwrap();
+            let limit = rd.max_port.min(4095);
+            let port = (0..=limit)
+                .find(|p| !rd.chans.contains_key(p))
+                .ok_or(Errno::ENOSPC)?;
+            rd.valid = rd.valid.max((port / 64 + 1) * 64);
+            Ok(port)
+        }
+        fn lookup(&self, d: DomId, port: u32) -> Result<(EvtchnState, u32), Errno> {
+            let rd = &self.doms[&d];
+            if port >= rd.valid {
+                return Err(Errno::EINVAL);
+            }
+            Ok(rd
+                .chans
+                .get(&port)
+                .copied()
+                .unwrap_or((EvtchnState::Free, 0)))
+        }
+        fn mark(&mut self, d: DomId, vcpu: u32, port: u32) {
+            let rd = self.doms.get_mut(&d).unwrap();
+            if !rd.pending.insert(port) {
+                return;
+            }
+            if rd.masked.contains(&port) || vcpu >= rd.nvcpus {
+                return;
+            }
+            let v = vcpu as usize;
+            let bit = 1u64 << (port / 64);
+            if rd.sel[v] & bit == 0 {
+                rd.sel[v] |= bit;
+                if !rd.upcall[v] {
+                    rd.upcall[v] = true;
+                    rd.blocked[v] = false;
+                }
+            }
+        }
+        fn close(&mut self, d: DomId, port: u32) -> Result<(), Errno> {
+            let (st, _) = self.lookup(d, port)?;
+            match st {
+                EvtchnState::Free | EvtchnState::Reserved => return Err(Errno::EINVAL),
+                EvtchnState::Virq { virq, vcpu } => {
+                    self.doms
+                        .get_mut(&d)
+                        .unwrap()
+                        .virqs
+                        .remove(&(vcpu.get(), virq));
+                }
+                EvtchnState::Interdomain {
+                    remote,
+                    remote_port,
+                } => {
+                    let peer = self.doms.get_mut(&remote).unwrap();
+                    peer.chans.get_mut(&remote_port.get()).unwrap().0 =
+                        EvtchnState::Unbound { remote: d };
+                }
+                _ => {}
+            }
+            let rd = self.doms.get_mut(&d).unwrap();
+            rd.chans.remove(&port);
+            rd.pending.remove(&port);
+            Ok(())
+        }
+
+        /// Applies `op`; returns what the model's call must return (ports as u32,
+        /// status as its code and vCPU).
+        fn apply(&mut self, op: &Op) -> Result<Option<u32>, Errno> {
+            let global = |virq: u32| !matches!(virq, 0 | 1 | 7 | 13);
+            match *op {
+                Op::AllocUnbound {
+                    caller,
+                    dom,
+                    remote,
+                } => {
+                    let c = dom_of(caller);
+                    let d = self.find(c, dom_of(dom))?;
+                    let port = self.free_port(d)?;
+                    self.may(c, d)?;
+                    let remote = if dom_of(remote) == SELF {
+                        c
+                    } else {
+                        dom_of(remote)
+                    };
+                    self.doms
+                        .get_mut(&d)
+                        .unwrap()
+                        .chans
+                        .insert(port, (EvtchnState::Unbound { remote }, 0));
+                    Ok(Some(port))
+                }
+                Op::BindInterdomain {
+                    caller,
+                    rdom,
+                    rport,
+                } => {
+                    let c = dom_of(caller);
+                    let rd = self.find(c, dom_of(rdom))?;
+                    let l = self.free_port(c)?;
+                    let (st, _) = self.lookup(rd, rport)?;
+                    if st != (EvtchnState::Unbound { remote: c }) {
+                        return Err(Errno::EINVAL);
+                    }
+                    self.doms.get_mut(&c).unwrap().chans.insert(
+                        l,
+                        (
+                            EvtchnState::Interdomain {
+                                remote: rd,
+                                remote_port: p(rport),
+                            },
+                            0,
+                        ),
+                    );
+                    self.doms
+                        .get_mut(&rd)
+                        .unwrap()
+                        .chans
+                        .get_mut(&rport)
+                        .unwrap()
+                        .0 = EvtchnState::Interdomain {
+                        remote: c,
+                        remote_port: p(l),
+                    };
+                    self.mark(c, 0, l);
+                    Ok(Some(l))
+                }
+                Op::BindVirq { caller, virq, vcpu } => {
+                    let c = dom_of(caller);
+                    if virq >= 24 || (global(virq) && vcpu != 0) {
+                        return Err(Errno::EINVAL);
+                    }
+                    if vcpu >= self.doms[&c].nvcpus {
+                        return Err(Errno::ENOENT);
+                    }
+                    if self.doms[&c].virqs.contains_key(&(vcpu, virq)) {
+                        return Err(Errno::EEXIST);
+                    }
+                    let port = self.free_port(c)?;
+                    let rd = self.doms.get_mut(&c).unwrap();
+                    rd.chans.insert(
+                        port,
+                        (
+                            EvtchnState::Virq {
+                                virq,
+                                vcpu: v(vcpu),
+                            },
+                            vcpu,
+                        ),
+                    );
+                    rd.virqs.insert((vcpu, virq), port);
+                    Ok(Some(port))
+                }
+                Op::BindIpi { caller, vcpu } => {
+                    let c = dom_of(caller);
+                    if vcpu >= self.doms[&c].nvcpus {
+                        return Err(Errno::ENOENT);
+                    }
+                    let port = self.free_port(c)?;
+                    self.doms
+                        .get_mut(&c)
+                        .unwrap()
+                        .chans
+                        .insert(port, (EvtchnState::Ipi { vcpu: v(vcpu) }, vcpu));
+                    Ok(Some(port))
+                }
+                Op::Close { caller, dom, port } => {
+                    let c = dom_of(caller);
+                    let d = self.find(c, dom_of(dom))?;
+                    if d != c && !self.doms[&c].privileged {
+                        return Err(Errno::EPERM);
+                    }
+                    self.close(d, port).map(|()| None)
+                }
+                Op::Send { caller, port } => {
+                    let c = dom_of(caller);
+                    match self.lookup(c, port)? {
+                        (
+                            EvtchnState::Interdomain {
+                                remote,
+                                remote_port,
+                            },
+                            _,
+                        ) => {
+                            let n = self.doms[&remote].chans[&remote_port.get()].1;
+                            self.mark(remote, n, remote_port.get());
+                            Ok(None)
+                        }
+                        (EvtchnState::Ipi { .. }, n) => {
+                            self.mark(c, n, port);
+                            Ok(None)
+                        }
+                        (EvtchnState::Unbound { .. }, _) => Ok(None),
+                        _ => Err(Errno::EINVAL),
+                    }
+                }
+                Op::Unmask { caller, port } => {
+                    let c = dom_of(caller);
+                    let (st, n) = self.lookup(c, port)?;
+                    if st.is_usable() {
+                        let rd = self.doms.get_mut(&c).unwrap();
+                        if rd.masked.remove(&port) && rd.pending.contains(&port) && n < rd.nvcpus {
+                            let v = n as usize;
+                            let bit = 1u64 << (port / 64);
+                            if rd.sel[v] & bit == 0 {
+                                rd.sel[v] |= bit;
+                                if !rd.upcall[v] {
+                                    rd.upcall[v] = true;
+                                    rd.blocked[v] = false;
+                                }
+                            }
+                        }
+                    }
+                    Ok(None)
+                }
+                Op::BindVcpu { caller, port, vcpu } => {
+                    let c = dom_of(caller);
+                    if vcpu >= self.doms[&c].nvcpus {
+                        return Err(Errno::ENOENT);
+                    }
+                    let (st, _) = self.lookup(c, port)?;
+                    let ok = match st {
+                        EvtchnState::Virq { virq, .. } => global(virq),
+                        EvtchnState::Unbound { .. } | EvtchnState::Interdomain { .. } => true,
+                        _ => false,
+                    };
+                    if !ok {
+                        return Err(Errno::EINVAL);
+                    }
+                    self.doms
+                        .get_mut(&c)
+                        .unwrap()
+                        .chans
+                        .get_mut(&port)
+                        .unwrap()
+                        .1 = vcpu;
+                    Ok(None)
+                }
+                Op::Reset { caller, dom } => {
+                    let c = dom_of(caller);
+                    let d = self.find(c, dom_of(dom))?;
+                    self.may(c, d)?;
+                    if d != c && !self.doms[&d].paused {
+                        return Err(Errno::EINVAL);
+                    }
+                    let ports: Vec<u32> = self.doms[&d]
+                        .chans
+                        .keys()
+                        .copied()
+                        .filter(|&p| p != 0)
+                        .collect();
+                    for port in ports {
+                        self.close(d, port).unwrap();
+                    }
+                    Ok(None)
+                }
+                Op::Status { caller, dom, port } => {
+                    let c = dom_of(caller);
+                    let d = self.find(c, dom_of(dom))?;
+                    let (st, n) = self.lookup(d, port)?;
+                    self.may(c, d)?;
+                    let code = match st {
+                        EvtchnState::Free | EvtchnState::Reserved => 0,
+                        EvtchnState::Unbound { .. } => 1,
+                        EvtchnState::Interdomain { .. } => 2,
+                        EvtchnState::Pirq { .. } => 3,
+                        EvtchnState::Virq { .. } => 4,
+                        EvtchnState::Ipi { .. } => 5,
+                    };
+                    Ok(Some(code * 1000 + n))
+                }
+                Op::SendVirq { dom, vcpu, virq } => {
+                    let d = dom_of(dom);
+                    if let Some(&port) = self.doms[&d].virqs.get(&(vcpu, virq)) {
+                        if !global(virq) {
+                            self.mark(d, vcpu, port);
+                        }
+                    }
+                    Ok(None)
+                }
+                Op::SendGlobalVirq { dom, virq } => {
+                    let d = dom_of(dom);
+                    if global(virq) {
+                        if let Some(&port) = self.doms[&d].virqs.get(&(0, virq)) {
+                            let n = self.doms[&d].chans[&port].1;
+                            self.mark(d, n, port);
+                        }
+                    }
+                    Ok(None)
+                }
+                Op::GuestMask { dom, port, on } => {
+                    let rd = self.doms.get_mut(&dom_of(dom)).unwrap();
+                    if port < 4096 {
+                        if on {
+                            rd.masked.insert(port);
+                        } else {
+                            rd.masked.remove(&port);
+                        }
+                    }
+                    Ok(None)
+                }
+                Op::GuestConsume { dom, vcpu } => {
+                    let rd = self.doms.get_mut(&dom_of(dom)).unwrap();
+                    let v = vcpu as usize;
+                    rd.upcall[v] = false;
+                    let s = std::mem::take(&mut rd.sel[v]);
+                    let masked = rd.masked.clone();
+                    rd.pending
+                        .retain(|&port| s & (1 << (port / 64)) == 0 || masked.contains(&port));
+                    Ok(None)
+                }
+                Op::Block { dom, vcpu } => {
+                    self.doms.get_mut(&dom_of(dom)).unwrap().blocked[vcpu as usize] = true;
+                    Ok(None)
+                }
+                Op::TogglePause { dom } => {
+                    let rd = self.doms.get_mut(&dom_of(dom)).unwrap();
+                    rd.paused = !rd.paused;
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    fn run_model(m: &mut Model, op: &Op) -> Result<Option<u32>, Errno> {
+        let port = |x: Port| Some(x.get());
+        match *op {
+            Op::AllocUnbound {
+                caller,
+                dom,
+                remote,
+            } => m
+                .evtchn_alloc_unbound(dom_of(caller), dom_of(dom), dom_of(remote))
+                .map(port),
+            Op::BindInterdomain {
+                caller,
+                rdom,
+                rport,
+            } => m
+                .evtchn_bind_interdomain(dom_of(caller), dom_of(rdom), p(rport))
+                .map(port),
+            Op::BindVirq { caller, virq, vcpu } => {
+                m.evtchn_bind_virq(dom_of(caller), virq, v(vcpu)).map(port)
+            }
+            Op::BindIpi { caller, vcpu } => m.evtchn_bind_ipi(dom_of(caller), v(vcpu)).map(port),
+            Op::Close { caller, dom, port } => m
+                .evtchn_close(dom_of(caller), dom_of(dom), p(port))
+                .map(|()| None),
+            Op::Send { caller, port } => m.evtchn_send(dom_of(caller), p(port)).map(|()| None),
+            Op::Unmask { caller, port } => m.evtchn_unmask(dom_of(caller), p(port)).map(|()| None),
+            Op::BindVcpu { caller, port, vcpu } => m
+                .evtchn_bind_vcpu(dom_of(caller), p(port), v(vcpu))
+                .map(|()| None),
+            Op::Reset { caller, dom } => m.evtchn_reset(dom_of(caller), dom_of(dom)).map(|()| None),
+            Op::Status { caller, dom, port } => m
+                .evtchn_status(dom_of(caller), dom_of(dom), p(port))
+                .map(|s| Some(s.status_code() * 1000 + s.vcpu.get())),
+            Op::SendVirq { dom, vcpu, virq } => {
+                m.send_virq(dom_of(dom), v(vcpu), virq);
+                Ok(None)
+            }
+            Op::SendGlobalVirq { dom, virq } => {
+                m.send_guest_global_virq(dom_of(dom), virq);
+                Ok(None)
+            }
+            Op::GuestMask { dom, port, on } => {
+                guest_mask(m, dom_of(dom), port, on);
+                Ok(None)
+            }
+            Op::GuestConsume { dom, vcpu } => {
+                guest_consume(m, dom_of(dom), vcpu);
+                Ok(None)
+            }
+            Op::Block { dom, vcpu } => {
+                m.domains.get_mut(&dom_of(dom)).unwrap().vcpus[vcpu as usize].blocked = true;
+                Ok(None)
+            }
+            Op::TogglePause { dom } => {
+                let d = m.domains.get_mut(&dom_of(dom)).unwrap();
+                d.pause_count = 1 - d.pause_count.min(1);
+                Ok(None)
+            }
+        }
+    }
+
+    fn compare(m: &Model, r: &Reference) -> Result<(), String> {
+        m.evtchn_check_invariants()?;
+        for (&id, rd) in &r.doms {
+            let d = &m.domains[&id];
+            let t = &d.evtchn;
+            if t.valid_ports() != rd.valid {
+                return Err(format!(
+                    "{id:?}: valid {} vs reference {}",
+                    t.valid_ports(),
+                    rd.valid
+                ));
+            }
+            let ports: Vec<(u32, EvtchnState, u32)> = t
+                .ports()
+                .into_iter()
+                .map(|(port, st)| (port.get(), st, t.notify_vcpu(port).unwrap().get()))
+                .collect();
+            let want: Vec<(u32, EvtchnState, u32)> = rd
+                .chans
+                .iter()
+                .map(|(&port, &(st, n))| (port, st, n))
+                .collect();
+            if ports != want {
+                return Err(format!("{id:?}: ports {ports:?}\n  reference {want:?}"));
+            }
+            let want_virqs: BTreeMap<(VcpuId, u32), Port> = rd
+                .virqs
+                .iter()
+                .map(|(&(vc, virq), &port)| ((v(vc), virq), p(port)))
+                .collect();
+            if t.virqs != want_virqs {
+                return Err(format!("{id:?}: virqs {:?} vs {want_virqs:?}", t.virqs));
+            }
+            let pg = si(m, id);
+            for w in 0..64 {
+                let bits = |set: &BTreeSet<u32>| {
+                    set.iter()
+                        .filter(|&&port| port / 64 == w)
+                        .fold(0u64, |a, &port| a | 1 << (port % 64))
+                };
+                let (wp, wm) = (
+                    word(pg, SI_EVTCHN_PENDING + w as usize * 8),
+                    word(pg, SI_EVTCHN_MASK + w as usize * 8),
+                );
+                if wp != bits(&rd.pending) || wm != bits(&rd.masked) {
+                    return Err(format!(
+                        "{id:?}: word {w}: pending {wp:#x} mask {wm:#x} vs {:?} {:?}",
+                        rd.pending, rd.masked
+                    ));
+                }
+            }
+            for vc in 0..rd.nvcpus {
+                let got = (
+                    sel(m, id, vc),
+                    upcall(m, id, vc) != 0,
+                    d.vcpus[vc as usize].blocked,
+                );
+                let want = (
+                    rd.sel[vc as usize],
+                    rd.upcall[vc as usize],
+                    rd.blocked[vc as usize],
+                );
+                if got != want {
+                    return Err(format!(
+                        "{id:?} vcpu{vc}: (sel, upcall, blocked) {got:?} vs {want:?}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    const PROP_SPECS: [Spec; 3] = [(0, true, 2, 4095), (1, false, 2, 1023), (2, false, 2, 5)];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_ops_agree_with_reference(ops in prop::collection::vec(op_strategy(), 1..120)) {
+            let mut m = model_with(&PROP_SPECS);
+            let mut r = Reference::new(&PROP_SPECS);
+            for (i, op) in ops.iter().enumerate() {
+                let got = run_model(&mut m, op);
+                let want = r.apply(op);
+                prop_assert_eq!(got, want, "step {} {:?}", i, op);
+                if let Err(e) = compare(&m, &r) {
+                    prop_assert!(false, "step {} {:?}: {}", i, op, e);
+                }
+            }
+        }
+    }
+
+    /// Many allocations so the bucket growth and the dom2 limit are exercised.
+    #[test]
+    fn reference_agrees_on_long_allocation_runs() {
+        let mut m = model_with(&PROP_SPECS);
+        let mut r = Reference::new(&PROP_SPECS);
+        let mut ops = Vec::new();
+        for i in 0..40u32 {
+            ops.push(Op::AllocUnbound {
+                caller: 0,
+                dom: 0,
+                remote: 1,
+            });
+            ops.push(Op::AllocUnbound {
+                caller: 1,
+                dom: 3,
+                remote: (i % 3) as u8,
+            });
+        }
+        for i in 0..150u32 {
+            ops.push(Op::AllocUnbound {
+                caller: 0,
+                dom: (i % 3) as u8,
+                remote: (i % 4) as u8,
+            });
+            ops.push(Op::BindInterdomain {
+                caller: ((i + 1) % 3) as u8,
+                rdom: (i % 3) as u8,
+                rport: i / 2,
+            });
+            if i % 7 == 0 {
+                ops.push(Op::Close {
+                    caller: 1,
+                    dom: 3,
+                    port: i / 3,
+                });
+                ops.push(Op::Send {
+                    caller: 2,
+                    port: i % 6,
+                });
+                ops.push(Op::GuestConsume {
+                    dom: (i % 3) as u8,
+                    vcpu: 0,
+                });
+            }
+        }
+        for (i, op) in ops.iter().enumerate() {
+            assert_eq!(run_model(&mut m, op), r.apply(op), "step {i} {op:?}");
+            compare(&m, &r).unwrap_or_else(|e| panic!("step {i} {op:?}: {e}"));
+        }
+        assert!(m.domains[&D0].evtchn.valid_ports() > 64);
+        assert!(m.domains[&D1].evtchn.valid_ports() > 64);
+    }
+}
