@@ -82,31 +82,19 @@
 
 use std::collections::BTreeMap;
 
+use crate::abi::evtchn::{
+    virq_is_global, EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_IPI, EVTCHNSTAT_PIRQ,
+    EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ, EVTCHN_2L_NR_CHANNELS, NR_VIRQS,
+};
 use crate::error::{Errno, XenResult};
 use crate::model::mm::Page;
 use crate::model::Model;
 use crate::types::{DomId, Port, VcpuId};
 
-/// `EVTCHN_2L_NR_CHANNELS` on x86-64: 64 words of 64 bits.
-pub const EVTCHN_2L_NR_CHANNELS: u32 = 4096;
-/// Ports per `struct evtchn` bucket (a 4 KiB page of 64-byte entries).
+/// Ports per `struct evtchn` bucket (a 4 KiB page of 64-byte, 64-aligned entries).
 pub const EVTCHNS_PER_BUCKET: u32 = 64;
-/// `NR_VIRQS`.
-pub const NR_VIRQS: u32 = 24;
 /// Xen clamps `max_evtchn_port` to `INT_MAX`.
 const MAX_PORT_LIMIT: u32 = i32::MAX as u32;
-
-const VIRQ_TIMER: u32 = 0;
-const VIRQ_DEBUG: u32 = 1;
-const VIRQ_XENOPROF: u32 = 7;
-const VIRQ_XENPMU: u32 = 13;
-
-const EVTCHNSTAT_CLOSED: u32 = 0;
-const EVTCHNSTAT_UNBOUND: u32 = 1;
-const EVTCHNSTAT_INTERDOMAIN: u32 = 2;
-const EVTCHNSTAT_PIRQ: u32 = 3;
-const EVTCHNSTAT_VIRQ: u32 = 4;
-const EVTCHNSTAT_IPI: u32 = 5;
 
 // shared_info layout (abi.md §4).
 const LEGACY_MAX_VCPUS: u32 = 32;
@@ -115,14 +103,6 @@ const VI_UPCALL_PENDING: usize = 0;
 const VI_PENDING_SEL: usize = 8;
 const SI_EVTCHN_PENDING: usize = 2048;
 const SI_EVTCHN_MASK: usize = 2560;
-
-/// Is `virq` global (one binding per domain, on vCPU 0's table) rather than per-vCPU?
-/// Xen's `virq_is_global`: TIMER, DEBUG, XENOPROF and XENPMU are per-vCPU; everything
-/// else (including the x86 ARCH_* range and the undefined numbers) is global.
-#[must_use]
-pub fn virq_is_global(virq: u32) -> bool {
-    !matches!(virq, VIRQ_TIMER | VIRQ_DEBUG | VIRQ_XENOPROF | VIRQ_XENPMU)
-}
 
 /// The state of one port (Xen's `ECS_*` plus the `u` union).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -1173,8 +1153,7 @@ mod tests {
     const D2: DomId = DomId::new(2);
     const SELF: DomId = DomId::SELF;
 
-    const VIRQ_CONSOLE: u32 = 2;
-    const VIRQ_DOM_EXC: u32 = 3;
+    use crate::abi::evtchn::{VIRQ_CONSOLE, VIRQ_DEBUG, VIRQ_DOM_EXC, VIRQ_TIMER};
 
     fn p(n: u32) -> Port {
         Port::new(n)
