@@ -216,3 +216,51 @@ pub struct Domain {
     /// TSC configuration.
     pub tsc: TscInfo,
 }
+
+/// What `XEN_DOMCTL_createdomain` asks for, decoded from its 4.17 payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CreateDomain {
+    /// Requested id: 1..0x7FEF exactly, or 0 / ≥ 0x7FF0 for "choose one".
+    pub domid: u16,
+    /// XSM label.
+    pub ssidref: u32,
+    /// UUID.
+    pub handle: [u8; 16],
+    /// `XEN_DOMCTL_CDF_*`.
+    pub flags: u32,
+    /// IOMMU options (must be 0 without CDF_iommu).
+    pub iommu_opts: u32,
+    /// Number of vCPUs `max_vcpus` must later confirm.
+    pub max_vcpus: u32,
+    /// Highest event channel port (0 means the 2-level maximum).
+    pub max_evtchn_port: u32,
+    /// Grant frames (<0: default).
+    pub max_grant_frames: i32,
+    /// Maptrack frames (<0: default).
+    pub max_maptrack_frames: i32,
+    /// Grant options: bits 0-3 = max grant version.
+    pub grant_opts: u32,
+    /// HVM only; must be 0 for PV.
+    pub vmtrace_size: u32,
+    /// CPU pool.
+    pub cpupool_id: u32,
+    /// `XEN_X86_EMU_*` flags (PV: 0 or PIT only).
+    pub emulation_flags: u32,
+    /// `XEN_X86_MSR_RELAXED` or 0.
+    pub misc_flags: u32,
+}
+
+/// The most vCPUs a model domain may have (the legacy shared_info limit: vCPUs ≥ 32 need
+/// `VCPUOP_register_vcpu_info`, which the model does not offer).
+pub const MODEL_MAX_VCPUS: u32 = 32;
+
+/// GDT frames a vCPU holds SegDesc references on.
+pub(crate) fn held_gdt_frames(v: &Vcpu) -> Vec<Mfn> {
+    let n = v.pv.gdt_ents.div_ceil(512) as usize;
+    v.pv.gdt_frames.iter().take(n.min(16)).map(|&f| Mfn::new(f)).collect()
+}
+
+/// `SHUTDOWN_suspend`.
+pub const SHUTDOWN_SUSPEND: u32 = 2;
+/// `VIRQ_DOM_EXC`.
+pub const VIRQ_DOM_EXC: u32 = 3;
