@@ -8,33 +8,33 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Bind a port to a remote domain's unbound port ([`EvtchnBindInterdomain`]).
-pub const EVTCHNOP_BIND_INTERDOMAIN: u32 = 0;
+pub const EVTCHNOP_BIND_INTERDOMAIN: u64 = 0;
 /// Bind a VIRQ ([`EvtchnBindVirq`]).
-pub const EVTCHNOP_BIND_VIRQ: u32 = 1;
+pub const EVTCHNOP_BIND_VIRQ: u64 = 1;
 /// Bind a physical IRQ ([`EvtchnBindPirq`]).
-pub const EVTCHNOP_BIND_PIRQ: u32 = 2;
+pub const EVTCHNOP_BIND_PIRQ: u64 = 2;
 /// Close a port ([`EvtchnClose`]).
-pub const EVTCHNOP_CLOSE: u32 = 3;
+pub const EVTCHNOP_CLOSE: u64 = 3;
 /// Notify a port's peer ([`EvtchnSend`]).
-pub const EVTCHNOP_SEND: u32 = 4;
+pub const EVTCHNOP_SEND: u64 = 4;
 /// Query a port ([`EvtchnStatus`]).
-pub const EVTCHNOP_STATUS: u32 = 5;
+pub const EVTCHNOP_STATUS: u64 = 5;
 /// Allocate an unbound port ([`EvtchnAllocUnbound`]).
-pub const EVTCHNOP_ALLOC_UNBOUND: u32 = 6;
+pub const EVTCHNOP_ALLOC_UNBOUND: u64 = 6;
 /// Bind an inter-vcpu IPI ([`EvtchnBindIpi`]).
-pub const EVTCHNOP_BIND_IPI: u32 = 7;
+pub const EVTCHNOP_BIND_IPI: u64 = 7;
 /// Move a port's notifications to another vcpu ([`EvtchnBindVcpu`]).
-pub const EVTCHNOP_BIND_VCPU: u32 = 8;
+pub const EVTCHNOP_BIND_VCPU: u64 = 8;
 /// Unmask a port ([`EvtchnUnmask`]).
-pub const EVTCHNOP_UNMASK: u32 = 9;
+pub const EVTCHNOP_UNMASK: u64 = 9;
 /// Close every port of a domain ([`EvtchnReset`]).
-pub const EVTCHNOP_RESET: u32 = 10;
+pub const EVTCHNOP_RESET: u64 = 10;
 /// Switch to the FIFO ABI ([`EvtchnInitControl`]).
-pub const EVTCHNOP_INIT_CONTROL: u32 = 11;
+pub const EVTCHNOP_INIT_CONTROL: u64 = 11;
 /// Add a FIFO event array page ([`EvtchnExpandArray`]).
-pub const EVTCHNOP_EXPAND_ARRAY: u32 = 12;
+pub const EVTCHNOP_EXPAND_ARRAY: u64 = 12;
 /// Set a FIFO port priority ([`EvtchnSetPriority`]).
-pub const EVTCHNOP_SET_PRIORITY: u32 = 13;
+pub const EVTCHNOP_SET_PRIORITY: u64 = 13;
 
 /// Ports of the 2-level ABI on x86-64: 64 words × 64 bits.
 pub const EVTCHN_2L_NR_CHANNELS: u32 = 4096;

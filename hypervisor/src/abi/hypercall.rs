@@ -179,33 +179,33 @@ pub fn hypercall_name(nr: u64) -> Option<&'static str> {
 // vcpu_op.
 
 /// Load a vcpu's initial context (`vcpu_guest_context`).
-pub const VCPUOP_INITIALISE: u32 = 0;
+pub const VCPUOP_INITIALISE: u64 = 0;
 /// Bring a vcpu up.
-pub const VCPUOP_UP: u32 = 1;
+pub const VCPUOP_UP: u64 = 1;
 /// Take a vcpu down.
-pub const VCPUOP_DOWN: u32 = 2;
+pub const VCPUOP_DOWN: u64 = 2;
 /// Whether a vcpu is up (returns 0/1).
-pub const VCPUOP_IS_UP: u32 = 3;
+pub const VCPUOP_IS_UP: u64 = 3;
 /// Read the runstate record.
-pub const VCPUOP_GET_RUNSTATE_INFO: u32 = 4;
+pub const VCPUOP_GET_RUNSTATE_INFO: u64 = 4;
 /// Register a guest area Xen keeps the runstate in.
-pub const VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA: u32 = 5;
+pub const VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA: u64 = 5;
 /// Start the periodic timer.
-pub const VCPUOP_SET_PERIODIC_TIMER: u32 = 6;
+pub const VCPUOP_SET_PERIODIC_TIMER: u64 = 6;
 /// Stop the periodic timer.
-pub const VCPUOP_STOP_PERIODIC_TIMER: u32 = 7;
+pub const VCPUOP_STOP_PERIODIC_TIMER: u64 = 7;
 /// Arm the singleshot timer ([`VcpuSetSingleshotTimer`]).
-pub const VCPUOP_SET_SINGLESHOT_TIMER: u32 = 8;
+pub const VCPUOP_SET_SINGLESHOT_TIMER: u64 = 8;
 /// Disarm the singleshot timer.
-pub const VCPUOP_STOP_SINGLESHOT_TIMER: u32 = 9;
+pub const VCPUOP_STOP_SINGLESHOT_TIMER: u64 = 9;
 /// Move vcpu_info out of shared_info.
-pub const VCPUOP_REGISTER_VCPU_INFO: u32 = 10;
+pub const VCPUOP_REGISTER_VCPU_INFO: u64 = 10;
 /// Send an NMI to a vcpu.
-pub const VCPUOP_SEND_NMI: u32 = 11;
+pub const VCPUOP_SEND_NMI: u64 = 11;
 /// Physical CPU id (hardware domain).
-pub const VCPUOP_GET_PHYSID: u32 = 12;
+pub const VCPUOP_GET_PHYSID: u64 = 12;
 /// Register a secondary vcpu_time_info area.
-pub const VCPUOP_REGISTER_VCPU_TIME_MEMORY_AREA: u32 = 13;
+pub const VCPUOP_REGISTER_VCPU_TIME_MEMORY_AREA: u64 = 13;
 
 /// singleshot flag: fail with `-ETIME` if the timeout is already in the past.
 pub const VCPU_SSHOTTMR_FUTURE: u32 = 1 << 0;
@@ -277,22 +277,22 @@ pub struct VcpuRunstateInfo {
 // callback_op.
 
 /// Register a callback ([`CallbackRegister`]).
-pub const CALLBACKOP_REGISTER: u32 = 0;
+pub const CALLBACKOP_REGISTER: u64 = 0;
 /// Unregister a callback ([`CallbackUnregister`]).
-pub const CALLBACKOP_UNREGISTER: u32 = 1;
+pub const CALLBACKOP_UNREGISTER: u64 = 1;
 
 /// Callback: event upcall.
-pub const CALLBACKTYPE_EVENT: u16 = 0;
+pub const CALLBACKTYPE_EVENT: u32 = 0;
 /// Callback: failsafe (segment reload failed).
-pub const CALLBACKTYPE_FAILSAFE: u16 = 1;
+pub const CALLBACKTYPE_FAILSAFE: u32 = 1;
 /// Callback: 64-bit syscall from user mode.
-pub const CALLBACKTYPE_SYSCALL: u16 = 2;
+pub const CALLBACKTYPE_SYSCALL: u32 = 2;
 /// Callback: NMI.
-pub const CALLBACKTYPE_NMI: u16 = 4;
+pub const CALLBACKTYPE_NMI: u32 = 4;
 /// Callback: 32-bit syscall from compat user mode.
-pub const CALLBACKTYPE_SYSCALL32: u16 = 7;
+pub const CALLBACKTYPE_SYSCALL32: u32 = 7;
 /// Callback: sysenter from compat user mode.
-pub const CALLBACKTYPE_SYSENTER: u16 = 8;
+pub const CALLBACKTYPE_SYSENTER: u32 = 8;
 
 /// Callback flag: mask events while the callback runs.
 pub const CALLBACKF_MASK_EVENTS: u16 = 1 << 0;
@@ -329,9 +329,9 @@ pub struct CallbackUnregister {
 // vm_assist.
 
 /// vm_assist cmd: enable an assist.
-pub const VMASST_CMD_ENABLE: u32 = 0;
+pub const VMASST_CMD_ENABLE: u64 = 0;
 /// vm_assist cmd: disable an assist.
-pub const VMASST_CMD_DISABLE: u32 = 1;
+pub const VMASST_CMD_DISABLE: u64 = 1;
 /// Assist: emulate 4 GiB segments (32-bit only).
 pub const VMASST_TYPE_4GB_SEGMENTS: u32 = 0;
 /// Assist: notify on 4 GiB segment emulation.
@@ -376,21 +376,21 @@ pub const UVMF_ALL: u64 = 1 << 2;
 // set_segment_base.
 
 /// set_segment_base: FS base.
-pub const SEGBASE_FS: u32 = 0;
+pub const SEGBASE_FS: u64 = 0;
 /// set_segment_base: user GS base.
-pub const SEGBASE_GS_USER: u32 = 1;
+pub const SEGBASE_GS_USER: u64 = 1;
 /// set_segment_base: kernel GS base.
-pub const SEGBASE_GS_KERNEL: u32 = 2;
+pub const SEGBASE_GS_KERNEL: u64 = 2;
 /// set_segment_base: load the user GS selector (swapgs-wrapped).
-pub const SEGBASE_GS_USER_SEL: u32 = 3;
+pub const SEGBASE_GS_USER_SEL: u64 = 3;
 
 // ---------------------------------------------------------------------------------
 // console_io.
 
 /// console_io: write `count` bytes from `buf`.
-pub const CONSOLEIO_WRITE: u32 = 0;
+pub const CONSOLEIO_WRITE: u64 = 0;
 /// console_io: read up to `count` bytes into `buf` (privileged).
-pub const CONSOLEIO_READ: u32 = 1;
+pub const CONSOLEIO_READ: u64 = 1;
 
 #[cfg(test)]
 mod tests {

@@ -8,68 +8,68 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Allocate extents (out: MFNs).
-pub const XENMEM_INCREASE_RESERVATION: u32 = 0;
+pub const XENMEM_INCREASE_RESERVATION: u64 = 0;
 /// Free extents (in: GMFNs).
-pub const XENMEM_DECREASE_RESERVATION: u32 = 1;
+pub const XENMEM_DECREASE_RESERVATION: u64 = 1;
 /// Highest MFN of RAM (arg NULL; never fails).
-pub const XENMEM_MAXIMUM_RAM_PAGE: u32 = 2;
+pub const XENMEM_MAXIMUM_RAM_PAGE: u64 = 2;
 /// Current reservation in pages ([`MemoryDomain`]).
-pub const XENMEM_CURRENT_RESERVATION: u32 = 3;
+pub const XENMEM_CURRENT_RESERVATION: u64 = 3;
 /// Maximum reservation in pages ([`MemoryDomain`]).
-pub const XENMEM_MAXIMUM_RESERVATION: u32 = 4;
+pub const XENMEM_MAXIMUM_RESERVATION: u64 = 4;
 /// MFNs of the 2 MiB M2P chunks ([`MachphysMfnList`]).
-pub const XENMEM_MACHPHYS_MFN_LIST: u32 = 5;
+pub const XENMEM_MACHPHYS_MFN_LIST: u64 = 5;
 /// Populate GPFNs with memory (in: GPFNs, out: GMFNs; updates the M2P).
-pub const XENMEM_POPULATE_PHYSMAP: u32 = 6;
+pub const XENMEM_POPULATE_PHYSMAP: u64 = 6;
 /// Map a page of some space at a GPFN ([`AddToPhysmap`]; translated guests).
-pub const XENMEM_ADD_TO_PHYSMAP: u32 = 7;
+pub const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
 /// Obsolete (translate_gpfn_list).
-pub const XENMEM_TRANSLATE_GPFN_LIST: u32 = 8;
+pub const XENMEM_TRANSLATE_GPFN_LIST: u64 = 8;
 /// The domain's pseudo-physical E820 map.
-pub const XENMEM_MEMORY_MAP: u32 = 9;
+pub const XENMEM_MEMORY_MAP: u64 = 9;
 /// The host's E820 map.
-pub const XENMEM_MACHINE_MEMORY_MAP: u32 = 10;
+pub const XENMEM_MACHINE_MEMORY_MAP: u64 = 10;
 /// Exchange extents atomically ([`MemoryExchange`]).
-pub const XENMEM_EXCHANGE: u32 = 11;
+pub const XENMEM_EXCHANGE: u64 = 11;
 /// Where the M2P is mapped ([`MachphysMapping`]).
-pub const XENMEM_MACHPHYS_MAPPING: u32 = 12;
+pub const XENMEM_MACHPHYS_MAPPING: u64 = 12;
 /// Set a domain's E820 map.
-pub const XENMEM_SET_MEMORY_MAP: u32 = 13;
+pub const XENMEM_SET_MEMORY_MAP: u64 = 13;
 /// Highest GPFN of a domain ([`MemoryDomain`]).
-pub const XENMEM_MAXIMUM_GPFN: u32 = 14;
+pub const XENMEM_MAXIMUM_GPFN: u64 = 14;
 /// Remove a GPFN from a translated guest's physmap.
-pub const XENMEM_REMOVE_FROM_PHYSMAP: u32 = 15;
+pub const XENMEM_REMOVE_FROM_PHYSMAP: u64 = 15;
 /// Set the populate-on-demand target.
-pub const XENMEM_SET_POD_TARGET: u32 = 16;
+pub const XENMEM_SET_POD_TARGET: u64 = 16;
 /// Read the populate-on-demand target.
-pub const XENMEM_GET_POD_TARGET: u32 = 17;
+pub const XENMEM_GET_POD_TARGET: u64 = 17;
 /// Pages freed by sharing.
-pub const XENMEM_GET_SHARING_FREED_PAGES: u32 = 18;
+pub const XENMEM_GET_SHARING_FREED_PAGES: u64 = 18;
 /// Pages currently shared.
-pub const XENMEM_GET_SHARING_SHARED_PAGES: u32 = 19;
+pub const XENMEM_GET_SHARING_SHARED_PAGES: u64 = 19;
 /// Memory paging control.
-pub const XENMEM_PAGING_OP: u32 = 20;
+pub const XENMEM_PAGING_OP: u64 = 20;
 /// Memory access control.
-pub const XENMEM_ACCESS_OP: u32 = 21;
+pub const XENMEM_ACCESS_OP: u64 = 21;
 /// Memory sharing control.
-pub const XENMEM_SHARING_OP: u32 = 22;
+pub const XENMEM_SHARING_OP: u64 = 22;
 /// Batched add_to_physmap.
-pub const XENMEM_ADD_TO_PHYSMAP_BATCH: u32 = 23;
+pub const XENMEM_ADD_TO_PHYSMAP_BATCH: u64 = 23;
 /// Claim pages for a future allocation.
-pub const XENMEM_CLAIM_PAGES: u32 = 24;
+pub const XENMEM_CLAIM_PAGES: u64 = 24;
 /// M2P chunks of the compat (32-bit) M2P.
-pub const XENMEM_MACHPHYS_COMPAT_MFN_LIST: u32 = 25;
+pub const XENMEM_MACHPHYS_COMPAT_MFN_LIST: u64 = 25;
 /// Virtual NUMA layout.
-pub const XENMEM_GET_VNUMAINFO: u32 = 26;
+pub const XENMEM_GET_VNUMAINFO: u64 = 26;
 /// Reserved device memory regions.
-pub const XENMEM_RESERVED_DEVICE_MEMORY_MAP: u32 = 27;
+pub const XENMEM_RESERVED_DEVICE_MEMORY_MAP: u64 = 27;
 /// Map a resource's frames ([`MemAcquireResource`]).
-pub const XENMEM_ACQUIRE_RESOURCE: u32 = 28;
+pub const XENMEM_ACQUIRE_RESOURCE: u64 = 28;
 
 /// Shift of Xen's continuation index inside the memory_op `cmd`.
 pub const MEMOP_EXTENT_SHIFT: u32 = 6;
 /// Mask of the op inside the memory_op `cmd`.
-pub const MEMOP_CMD_MASK: u32 = (1 << MEMOP_EXTENT_SHIFT) - 1;
+pub const MEMOP_CMD_MASK: u64 = (1 << MEMOP_EXTENT_SHIFT) - 1;
 
 /// `mem_flags` bits 0..7: address width limit (0 = none).
 pub const XENMEMF_ADDRESS_BITS_MASK: u32 = 0xff;

@@ -3,21 +3,21 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Give up the CPU (arg NULL).
-pub const SCHEDOP_YIELD: u32 = 0;
+pub const SCHEDOP_YIELD: u64 = 0;
 /// Unmask events and sleep until one is pending (arg NULL).
-pub const SCHEDOP_BLOCK: u32 = 1;
+pub const SCHEDOP_BLOCK: u64 = 1;
 /// Shut the calling domain down ([`SchedShutdown`]).
-pub const SCHEDOP_SHUTDOWN: u32 = 2;
+pub const SCHEDOP_SHUTDOWN: u64 = 2;
 /// Wait for one of a set of ports ([`SchedPoll`]).
-pub const SCHEDOP_POLL: u32 = 3;
+pub const SCHEDOP_POLL: u64 = 3;
 /// Shut another domain down ([`SchedRemoteShutdown`]; privileged).
-pub const SCHEDOP_REMOTE_SHUTDOWN: u32 = 4;
+pub const SCHEDOP_REMOTE_SHUTDOWN: u64 = 4;
 /// Latch the reason reported by a later shutdown ([`SchedShutdown`]).
-pub const SCHEDOP_SHUTDOWN_CODE: u32 = 5;
+pub const SCHEDOP_SHUTDOWN_CODE: u64 = 5;
 /// Create, kick or destroy a watchdog ([`SchedWatchdog`]).
-pub const SCHEDOP_WATCHDOG: u32 = 6;
+pub const SCHEDOP_WATCHDOG: u64 = 6;
 /// Pin the current vcpu to a pCPU temporarily (hardware domain only).
-pub const SCHEDOP_PIN_OVERRIDE: u32 = 7;
+pub const SCHEDOP_PIN_OVERRIDE: u64 = 7;
 
 /// Shutdown reason: power off.
 pub const SHUTDOWN_POWEROFF: u32 = 0;

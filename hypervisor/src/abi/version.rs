@@ -6,27 +6,27 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Returns `major << 16 | minor` (arg NULL).
-pub const XENVER_VERSION: u32 = 0;
+pub const XENVER_VERSION: u64 = 0;
 /// Fills a [`XenExtraversion`] (e.g. `".7"`).
-pub const XENVER_EXTRAVERSION: u32 = 1;
+pub const XENVER_EXTRAVERSION: u64 = 1;
 /// Fills a [`XenCompileInfo`].
-pub const XENVER_COMPILE_INFO: u32 = 2;
+pub const XENVER_COMPILE_INFO: u64 = 2;
 /// Fills a [`XenCapabilitiesInfo`] (e.g. `"xen-3.0-x86_64 ..."`).
-pub const XENVER_CAPABILITIES: u32 = 3;
+pub const XENVER_CAPABILITIES: u64 = 3;
 /// Fills a [`XenChangesetInfo`].
-pub const XENVER_CHANGESET: u32 = 4;
+pub const XENVER_CHANGESET: u64 = 4;
 /// Fills a [`XenPlatformParameters`].
-pub const XENVER_PLATFORM_PARAMETERS: u32 = 5;
+pub const XENVER_PLATFORM_PARAMETERS: u64 = 5;
 /// Fills a [`XenFeatureInfo`].
-pub const XENVER_GET_FEATURES: u32 = 6;
+pub const XENVER_GET_FEATURES: u64 = 6;
 /// Returns the page size (arg NULL).
-pub const XENVER_PAGESIZE: u32 = 7;
+pub const XENVER_PAGESIZE: u64 = 7;
 /// Fills the domain's 16-byte UUID.
-pub const XENVER_GUEST_HANDLE: u32 = 8;
+pub const XENVER_GUEST_HANDLE: u64 = 8;
 /// Fills a [`XenCommandline`] (privileged).
-pub const XENVER_COMMANDLINE: u32 = 9;
+pub const XENVER_COMMANDLINE: u64 = 9;
 /// Fills a build-id record.
-pub const XENVER_BUILD_ID: u32 = 10;
+pub const XENVER_BUILD_ID: u64 = 10;
 
 /// Size of the extraversion string.
 pub const XENVER_EXTRAVERSION_LEN: usize = 16;
