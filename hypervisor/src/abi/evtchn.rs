@@ -239,6 +239,36 @@ pub struct EvtchnSetPriority {
     pub priority: u32,
 }
 
+/// `struct evtchn_op` (28 bytes): the legacy `event_channel_op_compat` argument, a
+/// command followed by the op's struct (at most 24 bytes) in `u`.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct EvtchnOp {
+    /// `EVTCHNOP_*` (as a 32-bit field here).
+    pub cmd: u32,
+    /// The op's argument struct, as words.
+    pub u: [u32; 6],
+}
+
+/// FIFO priority levels.
+pub const EVTCHN_FIFO_MAX_QUEUES: usize = 16;
+
+/// `struct evtchn_fifo_control_block` (72 bytes).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct EvtchnFifoControlBlock {
+    /// Bit q set: queue q has ready events.
+    pub ready: u32,
+    /// Reserved.
+    pub rsvd: u32,
+    /// Head port of each priority queue.
+    pub head: [u32; EVTCHN_FIFO_MAX_QUEUES],
+}
+
 // ---------------------------------------------------------------------------------
 // VIRQs.
 
@@ -349,6 +379,10 @@ mod tests {
         assert_eq!(size_of::<EvtchnExpandArray>(), 8);
         assert_eq!(size_of::<EvtchnSetPriority>(), 8);
         assert_eq!(offset_of!(EvtchnSetPriority, priority), 4);
+        assert_eq!(size_of::<EvtchnOp>(), 28);
+        assert_eq!(offset_of!(EvtchnOp, u), 4);
+        assert_eq!(size_of::<EvtchnFifoControlBlock>(), 72);
+        assert_eq!(offset_of!(EvtchnFifoControlBlock, head), 8);
     }
 
     #[test]
