@@ -1,7 +1,43 @@
-//! The x86-64 interpreter that runs PV guest kernels (to be filled by the vCPU issue).
+//! The x86-64 interpreter that runs PV guest kernels.
 //!
 //! [`Regs`] is the architectural register state of one vCPU; the model stores it per vCPU
-//! and converts it to and from `vcpu_guest_context`.
+//! and converts it to and from `vcpu_guest_context`. [`run`] executes instructions from
+//! `regs.rip` against a [`Bus`] (the model's page-table translation, or [`FlatMemory`] in
+//! tests) until an [`Exit`]: a `syscall`, an exception to deliver, or the end of the
+//! instruction budget.
+//!
+//! ## Shape
+//!
+//! - [`decode`]: iced-x86 decodes each code page once into compact instructions, cached per
+//!   page key in a [`DecodeCache`] and re-decoded when the page's generation changes.
+//! - [`dispatch`]: one `match` on iced's `Code` picks the handler in [`ops`] (one file per
+//!   instruction family) and its operand width.
+//! - [`flags`]: the arithmetic flag rules as pure width-generic functions, including the
+//!   values chosen for architecturally undefined flags.
+//! - [`cpuid`]: the fixed CPUID table.
+//!
+//! ## Model of the CPU
+//!
+//! 64-bit mode, CPL 3 (a 64-bit PV guest's kernel and user both run in ring 3), flat
+//! segments except the fs/gs bases. Privileged instructions raise #GP(0); `hlt` too (a PV
+//! guest blocks with a hypercall). Exceptions are precise: a faulting instruction changes
+//! nothing (a `rep` string instruction keeps the iterations it completed, as on hardware).
+//! Time is virtual: the TSC advances [`TSC_PER_INSN`] per retired instruction.
+//! The interpreter never panics on guest input.
+
+mod bus;
+pub mod cpuid;
+mod decode;
+mod dispatch;
+mod exec;
+pub mod flags;
+mod flat;
+mod ops;
+
+pub use bus::{pf_error, vector, Bus, CodePage, Exit, Fault};
+pub use decode::DecodeCache;
+pub use exec::{run, RunLimits, RunResult, TSC_PER_INSN};
+pub use flat::FlatMemory;
 
 /// General-purpose register indices, in the hardware encoding order.
 pub mod gpr {
@@ -67,3 +103,6 @@ pub struct Regs {
     /// The inactive gs base (swapped by `swapgs`/mode switch).
     pub gs_base_shadow: u64,
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Differential tests against the host CPU (to come).
