@@ -1169,8 +1169,11 @@ mod tests {
     /// shared_info frame per domain at MFN 1 + id.
     fn model_with(specs: &[Spec]) -> Model {
         let mut domains = BTreeMap::new();
+        let mut mem = Memory::new(1024);
         for &(id, privileged, nvcpus, max_port) in specs {
             let id = DomId::new(id);
+            mem.add_domain(id).unwrap();
+            let shared_info = mem.alloc_xen_page(id).unwrap();
             domains.insert(
                 id,
                 Domain {
@@ -1186,7 +1189,7 @@ mod tests {
                     shutdown: None,
                     shutdown_code: None,
                     suspend_start_info: None,
-                    shared_info: Mfn::new(1 + u64::from(id.get())),
+                    shared_info,
                     evtchn: EvtchnTable::new(max_port),
                     address_size: 64,
                     tsc: Default::default(),
@@ -1194,13 +1197,15 @@ mod tests {
             );
         }
         Model {
-            mem: Memory::new(8),
+            mem,
             domains,
             xenstore: Default::default(),
             console: Default::default(),
             time: Default::default(),
             last_domid: 0,
             evtchn_dev: Default::default(),
+            services: Default::default(),
+            tools_watch_events: Default::default(),
         }
     }
 

@@ -9,8 +9,16 @@
 //! Determinism: virtual time only, `BTreeMap`s wherever iteration order is observable,
 //! no randomness.
 
+mod backend;
 pub mod console;
+mod domctl;
 pub mod domain;
+mod hypercall;
+mod lifecycle;
+mod services;
+pub mod testkit;
+#[cfg(test)]
+mod tests;
 pub mod evtchn;
 pub mod invariants;
 pub mod mm;
@@ -22,7 +30,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::types::{DomId, Port};
 
-pub use domain::{Domain, Vcpu};
+pub use domain::{CreateDomain, Domain, Vcpu};
+pub use hypercall::HypercallOutcome;
+pub use lifecycle::InvariantError;
 
 /// How a [`Model`] host is built.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +65,10 @@ pub struct Model {
     pub(crate) last_domid: u16,
     /// dom0's event channel device (`/dev/xen/evtchn`) state.
     pub(crate) evtchn_dev: EvtchnDevice,
+    /// dom0 services (xenstored, xenconsoled) bookkeeping.
+    pub(crate) services: services::Services,
+    /// Watch events already taken from xenstored for the toolstack.
+    pub(crate) tools_watch_events: VecDeque<crate::xen::XsWatchEvent>,
 }
 
 /// The toolstack's `/dev/xen/evtchn`: which dom0 ports it bound, which fired.
