@@ -3,3 +3,4 @@
 //! Domain builder, suspend protocol, Xen-format streams, save, restore, live migration
 //! and the `xi` CLI, all generic over [`hypervisor::Xen`].
 #![forbid(unsafe_code)]
+pub mod stream;
