@@ -89,10 +89,21 @@ impl<R: Read> Src<R> {
                 let target = len.min(start.saturating_mul(2).max(INITIAL_CAPACITY));
                 v.reserve_exact(target - start);
             }
-            let end = v.capacity().min(len);
-            v.resize(end, 0);
             self.max_reserved = self.max_reserved.max(v.capacity());
-            self.read_exact(&mut v[start..end], at)?;
+            // `take` stops at the spare capacity, so `read_to_end` never grows the buffer
+            // (and, unlike `resize` + `read_exact`, does not zero it first).
+            let room = (v.capacity().min(len) - start) as u64;
+            let got = (&mut self.inner)
+                .take(room)
+                .read_to_end(&mut v)
+                .map_err(|source| StreamError::Io { at, source })?;
+            self.offset += got as u64;
+            if got as u64 != room {
+                return Err(StreamError::Truncated {
+                    at,
+                    needed: (len - v.len()) as u64,
+                });
+            }
         }
         self.max_reserved = self.max_reserved.max(v.capacity());
         Ok(v)

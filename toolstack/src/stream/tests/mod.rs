@@ -456,3 +456,52 @@ fn page_type_table() {
     assert!(!PageType::XAlloc.has_data() && PageType::XAlloc.populates());
     assert!(!PageType::XTab.populates() && !PageType::Broken.populates());
 }
+
+/// Rough in-memory throughput of PAGE_DATA writing and reading (run with `--ignored
+/// --nocapture`; prints MiB/s, asserts nothing).
+#[test]
+#[ignore = "throughput measurement, not a check"]
+fn page_data_throughput() {
+    use std::time::Instant;
+    const PAGES: usize = 64 * 1024; // 256 MiB
+    let entries: Vec<PageDataEntry> = (0..1024)
+        .map(|i| PageDataEntry::new(Pfn::new(i), PageType::NoTab))
+        .collect();
+    let data = vec![0x5au8; 1024 * PAGE_SIZE];
+    let mut items = minimal_stream();
+    items.truncate(7);
+    items.push(Item::Libxc(LibxcRecord::X86PvP2mFrames(X86PvP2mFrames {
+        start_pfn: 0,
+        end_pfn: 1023,
+        frames: vec![Pfn::new(1), Pfn::new(2)],
+    })));
+    let mut w = StreamWriter::new(Vec::with_capacity(PAGES * PAGE_SIZE + (1 << 20)));
+    for item in &items {
+        w.write_item(item).unwrap();
+    }
+    let t = Instant::now();
+    for _ in 0..PAGES / 1024 {
+        w.write_page_data(&entries, &data).unwrap();
+    }
+    let write_s = t.elapsed().as_secs_f64();
+    let bytes = w.into_inner();
+    let t = Instant::now();
+    let mut r = StreamReader::new(bytes.as_slice());
+    let mut pages = 0;
+    while let Some(item) = r.next_item().unwrap_or_else(|e| match e {
+        StreamError::Truncated { .. } => None,
+        e => panic!("{e}"),
+    }) {
+        if let Item::Libxc(LibxcRecord::PageData(p)) = item.item {
+            pages += p.entries.len();
+        }
+    }
+    let read_s = t.elapsed().as_secs_f64();
+    assert_eq!(pages, PAGES);
+    let mib = (PAGES * PAGE_SIZE) as f64 / (1 << 20) as f64;
+    println!(
+        "write {:.0} MiB/s, read {:.0} MiB/s",
+        mib / write_s,
+        mib / read_s
+    );
+}
