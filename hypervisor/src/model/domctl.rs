@@ -12,7 +12,7 @@ use crate::error::{Errno, XenResult};
 use crate::model::domain::{held_gdt_frames, CreateDomain, Trap, Vcpu};
 use crate::model::mm::PageType;
 use crate::model::Model;
-use crate::types::{DomId, Mfn, VcpuId};
+use crate::types::{DomId, Mfn};
 
 /// Xen's `FIRST_RESERVED_GDT_ENTRY` (page 14 × 512 entries).
 const FIRST_RESERVED_GDT_ENTRY: u64 = 14 * 512;
@@ -228,8 +228,28 @@ impl Model {
                 op.set_payload(&p);
                 Ok(0)
             }
+            dc::XEN_DOMCTL_HYPERCALL_INIT => {
+                let gmfn: u64 = op.payload();
+                self.hypercall_init(dom, Mfn::new(gmfn)).map(|()| 0)
+            }
             _ => Err(Errno::ENOSYS),
         }
+    }
+
+    /// `XEN_DOMCTL_hypercall_init`: fills the guest's hypercall page (a frame it owns;
+    /// for PV the GMFN is the MFN) with 128 stubs of 32 bytes, as Xen writes them for a
+    /// 64-bit PV kernel: `push %rcx; push %r11; mov $nr,%eax; syscall; pop %r11;
+    /// pop %rcx; ret`, except `iret` (23), which also pushes rax and never returns.
+    pub(crate) fn hypercall_init(&mut self, dom: DomId, mfn: Mfn) -> XenResult<()> {
+        self.domain(dom)?;
+        if self.mem.frame(mfn).and_then(|f| f.owner) != Some(dom) {
+            return Err(Errno::EINVAL);
+        }
+        // The page must be ordinary RAM the guest can write (Xen takes a writable type
+        // reference while it fills the page).
+        self.mem.foreign_write_check(dom, mfn).map_err(|_| Errno::EINVAL)?;
+        let page = hypercall_page();
+        self.mem.guest_write(mfn, 0, &page)
     }
 
     /// `xen_domctl_getdomaininfo` for `dom`.
@@ -555,8 +575,27 @@ impl Model {
     }
 }
 
-/// Decodes a vCPU id argument.
-#[allow(dead_code)]
-pub(crate) fn vcpu_id(raw: u32) -> VcpuId {
-    VcpuId::new(raw)
+/// The contents of a 64-bit PV hypercall page (see [`Model::hypercall_init`]).
+#[must_use]
+pub fn hypercall_page() -> [u8; 4096] {
+    let mut page = [0u8; 4096];
+    for nr in 0..128u32 {
+        let s = &mut page[nr as usize * 32..nr as usize * 32 + 32];
+        let mut code: Vec<u8> = vec![0x51, 0x41, 0x53]; // push %rcx; push %r11
+        if u64::from(nr) == crate::abi::hypercall::HYPERVISOR_IRET {
+            code.push(0x50); // push %rax
+        }
+        code.push(0xb8); // mov $nr, %eax
+        code.extend_from_slice(&nr.to_le_bytes());
+        code.extend_from_slice(&[0x0f, 0x05]); // syscall
+        if u64::from(nr) != crate::abi::hypercall::HYPERVISOR_IRET {
+            code.extend_from_slice(&[0x41, 0x5b, 0x59, 0xc3]); // pop %r11; pop %rcx; ret
+        }
+        s[..code.len()].copy_from_slice(&code);
+        // Pad with int3 so a stray jump into the gap traps.
+        for b in &mut s[code.len()..] {
+            *b = 0xcc;
+        }
+    }
+    page
 }

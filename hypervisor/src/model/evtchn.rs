@@ -1206,6 +1206,7 @@ mod tests {
             evtchn_dev: Default::default(),
             services: Default::default(),
             tools_watch_events: Default::default(),
+            icache: Default::default(),
         }
     }
 

@@ -127,6 +127,7 @@ impl Model {
             hc::HYPERVISOR_EVENT_CHANNEL_OP => ret(self.event_channel_op_io(dom, &mut io, a1, a2)),
             hc::HYPERVISOR_XEN_VERSION => ret(self.xen_version_io(&mut io, a1, a2)),
             hc::HYPERVISOR_SCHED_OP => self.sched_op(dom, vcpu, &mut io, a1, a2, a3),
+            hc::HYPERVISOR_IRET => self.do_iret(dom, vcpu),
             hc::HYPERVISOR_SET_TRAP_TABLE => ret(self.set_trap_table(dom, vcpu, &mut io, a1)),
             hc::HYPERVISOR_SET_CALLBACKS => ret(self.with_vcpu(dom, vcpu, |v| {
                 if ![a1, a2, a3].iter().all(|&a| is_canonical(a)) {
@@ -478,7 +479,7 @@ impl Model {
                     return Err(Errno::EINVAL);
                 }
                 let s: hc::VcpuSetSingleshotTimer = read_struct(io, self, arg)?;
-                let now = self.time.now_ns;
+                let now = self.guest_now(dom);
                 if s.flags & hc::VCPU_SSHOTTMR_FUTURE != 0 && s.timeout_abs_ns < now {
                     return Err(Errno::ETIME);
                 }

@@ -25,6 +25,7 @@ impl Model {
             evtchn_dev: EvtchnDevice::default(),
             services: super::services::Services::default(),
             tools_watch_events: std::collections::VecDeque::new(),
+            icache: crate::cpu::DecodeCache::new(),
         };
         let dom0 = DomId::DOM0;
         m.mem.add_domain(dom0).expect("dom0 is not a reserved id");

@@ -15,10 +15,13 @@ mod domctl;
 pub mod domain;
 mod hypercall;
 mod lifecycle;
+mod run;
 mod services;
 pub mod testkit;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_run;
 pub mod evtchn;
 pub mod invariants;
 pub mod mm;
@@ -33,6 +36,7 @@ use crate::types::{DomId, Port};
 pub use domain::{CreateDomain, Domain, Vcpu};
 pub use hypercall::HypercallOutcome;
 pub use lifecycle::InvariantError;
+pub use run::SLICE;
 
 /// How a [`Model`] host is built.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +73,8 @@ pub struct Model {
     pub(crate) services: services::Services,
     /// Watch events already taken from xenstored for the toolstack.
     pub(crate) tools_watch_events: VecDeque<crate::xen::XsWatchEvent>,
+    /// Decoded guest code, keyed by machine frame.
+    pub(crate) icache: crate::cpu::DecodeCache,
 }
 
 /// The toolstack's `/dev/xen/evtchn`: which dom0 ports it bound, which fired.

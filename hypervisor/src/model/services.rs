@@ -173,56 +173,8 @@ impl Model {
     pub fn console_output(&self, dom: DomId) -> Vec<u8> {
         self.console.output(dom).to_vec()
     }
-
-    /// Advances the host towards `deadline_ns` (virtual): runs guests and services,
-    /// fires timers. Returns false when nothing can happen before the deadline (time
-    /// is then at the deadline).
-    pub(crate) fn run_until(&mut self, deadline_ns: u64) -> bool {
-        self.dom0_services();
-        // Without runnable vCPUs, time jumps to the next timer or the deadline.
-        let next_timer = self
-            .domains
-            .values()
-            .flat_map(|d| d.vcpus.iter().filter_map(|v| v.timer_deadline_ns.or(v.poll.as_ref().and_then(|p| p.deadline_ns))))
-            .filter(|&t| t > self.time.now_ns)
-            .min();
-        match next_timer {
-            Some(t) if t <= deadline_ns => {
-                self.time.now_ns = t;
-                self.fire_timers();
-                self.dom0_services();
-                true
-            }
-            _ => {
-                self.time.now_ns = self.time.now_ns.max(deadline_ns);
-                false
-            }
-        }
-    }
-
-    /// Fires every expired singleshot timer (VIRQ_TIMER) and poll timeout.
-    pub(crate) fn fire_timers(&mut self) {
-        let now = self.time.now_ns;
-        let mut fire = Vec::new();
-        for d in self.domains.values_mut() {
-            for v in &mut d.vcpus {
-                if v.timer_deadline_ns.is_some_and(|t| t <= now) {
-                    v.timer_deadline_ns = None;
-                    fire.push((d.id, v.id));
-                }
-                if v.poll.as_ref().and_then(|p| p.deadline_ns).is_some_and(|t| t <= now) {
-                    v.poll = None;
-                }
-            }
-        }
-        for (dom, vcpu) in fire {
-            self.send_virq(dom, vcpu, VIRQ_TIMER);
-        }
-    }
 }
 
-/// `VIRQ_TIMER`.
-const VIRQ_TIMER: u32 = 0;
 
 impl Model {
     /// dom0's pending, unmasked ports, lowest first; their pending bits are cleared

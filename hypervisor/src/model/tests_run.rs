@@ -1,0 +1,298 @@
+//! Guests running in the interpreter on the model: hypercalls through the hypercall
+//! page, exceptions bounced to the guest's trap table and `iret`, event upcalls, guest
+//! user mode and system calls, timers on virtual time, self-modifying code, and the
+//! scheduler's determinism.
+
+use iced_x86::code_asm::*;
+
+use crate::abi::hypercall as hc;
+use crate::abi::sched as sch;
+use crate::model::testkit::MiniGuest;
+use crate::model::{Model, ModelConfig};
+use crate::types::{DomId, VcpuId};
+use crate::xen::Xen;
+
+const PAGES: usize = 16;
+/// Layout of the test guests: PFN 0 code, PFN 1 hypercall page, PFN 2 data, PFN 3
+/// handler code, the last page the stack.
+const CODE_PFN: usize = 0;
+const HC_PFN: usize = 1;
+const DATA_PFN: usize = 2;
+
+fn va(pfn: usize) -> u64 {
+    crate::model::testkit::MINI_BASE + pfn as u64 * 4096
+}
+
+fn hcall_addr(nr: u64) -> u64 {
+    va(HC_PFN) + nr * 32
+}
+
+/// Builds a guest whose PFN 0 holds `code` (assembled for its VA) and whose PFN 1 is the
+/// hypercall page.
+fn guest(m: &mut Model, code: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> MiniGuest {
+    let g = MiniGuest::build(m, PAGES).unwrap();
+    let mut a = CodeAssembler::new(64).unwrap();
+    code(&mut a).unwrap();
+    let bytes = a.assemble(va(CODE_PFN)).unwrap();
+    assert!(bytes.len() <= 4096);
+    m.mem.guest_write(g.data[CODE_PFN], 0, &bytes).unwrap();
+    m.hypercall_init(g.dom, g.data[HC_PFN]).unwrap();
+    g
+}
+
+/// `sched_op(SCHEDOP_shutdown, &{reason})` with the arg word at DATA+0x800.
+fn shutdown(a: &mut CodeAssembler, reason: u32) -> Result<(), IcedError> {
+    a.mov(rsi, va(DATA_PFN) + 0x800)?;
+    a.mov(dword_ptr(rsi), reason as i32)?;
+    a.mov(edi, sch::SCHEDOP_SHUTDOWN as u32)?;
+    a.mov(rax, hcall_addr(hc::HYPERVISOR_SCHED_OP))?;
+    a.call(rax)?;
+    a.ud2()
+}
+
+fn data_u64(m: &Model, g: &MiniGuest, off: usize) -> u64 {
+    let p = m.mem.page(g.data[DATA_PFN]).unwrap();
+    u64::from_le_bytes(p[off..off + 8].try_into().unwrap())
+}
+
+fn shutdown_reason(m: &Model, g: &MiniGuest) -> Option<u32> {
+    m.domain(g.dom).unwrap().shutdown
+}
+
+#[test]
+fn a_guest_runs_loops_and_makes_hypercalls() {
+    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let g = guest(&mut m, |a| {
+        // xen_version(XENVER_version) → DATA+0
+        a.mov(edi, 0u32)?;
+        a.xor(esi, esi)?;
+        a.mov(rax, hcall_addr(hc::HYPERVISOR_XEN_VERSION))?;
+        a.call(rax)?;
+        a.mov(rbx, va(DATA_PFN))?;
+        a.mov(qword_ptr(rbx), rax)?;
+        // 1000 increments of DATA+8.
+        a.mov(ecx, 1000u32)?;
+        let mut l = a.create_label();
+        a.set_label(&mut l)?;
+        a.inc(qword_ptr(rbx + 8))?;
+        a.loop_(l)?;
+        shutdown(a, sch::SHUTDOWN_POWEROFF)
+    });
+    let n = m.run(1_000_000);
+    assert!(n > 2000 && n < 10_000, "retired {n}");
+    assert_eq!(data_u64(&m, &g, 0), (4 << 16) | 17);
+    assert_eq!(data_u64(&m, &g, 8), 1000);
+    assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF));
+    assert_eq!(m.now_ns(), n, "one instruction is one virtual nanosecond");
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn exceptions_bounce_to_the_trap_table_and_iret_returns() {
+    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let handler = va(3);
+    let g = guest(&mut m, |a| {
+        // set_trap_table([{vector 6 (#UD), flags 0, cs, handler}, {0}]) from DATA+0x100.
+        a.mov(rbx, va(DATA_PFN) + 0x100)?;
+        a.mov(byte_ptr(rbx), 6i32)?;
+        a.mov(word_ptr(rbx + 2), 0xe033i32)?;
+        a.mov(rax, handler)?;
+        a.mov(qword_ptr(rbx + 8), rax)?;
+        a.mov(qword_ptr(rbx + 24), 0i32)?;
+        a.mov(rdi, rbx)?;
+        a.mov(rax, hcall_addr(hc::HYPERVISOR_SET_TRAP_TABLE))?;
+        a.call(rax)?;
+        a.mov(r12, 0x1234_5678u64)?;
+        a.ud2()?;
+        // The handler skipped the ud2: we continue here with r12 intact.
+        a.mov(rbx, va(DATA_PFN))?;
+        a.mov(qword_ptr(rbx + 16), r12)?;
+        shutdown(a, sch::SHUTDOWN_POWEROFF)
+    });
+    // The #UD handler: frame is [rcx, r11, rip, cs, rflags, rsp, ss]; count, step rip
+    // past the 2-byte ud2, then iret (pop rcx/r11, push flags 0, jmp to stub 23).
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.mov(rax, va(DATA_PFN)).unwrap();
+    a.inc(qword_ptr(rax + 24)).unwrap();
+    a.pop(rcx).unwrap();
+    a.pop(r11).unwrap();
+    a.add(qword_ptr(rsp), 2).unwrap();
+    a.push(0).unwrap();
+    a.mov(rax, hcall_addr(hc::HYPERVISOR_IRET)).unwrap();
+    a.jmp(rax).unwrap();
+    let h = a.assemble(handler).unwrap();
+    m.mem.guest_write(g.data[3], 0, &h).unwrap();
+    m.run(100_000);
+    assert_eq!(data_u64(&m, &g, 24), 1, "handler ran once");
+    assert_eq!(data_u64(&m, &g, 16), 0x1234_5678, "registers survive the bounce");
+    assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF));
+}
+
+#[test]
+fn an_unhandled_exception_crashes_only_that_domain() {
+    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let bad = guest(&mut m, |a| {
+        a.mov(rax, 0xdead_0000u64)?;
+        a.mov(qword_ptr(rax), 1i32) // #PF, no handler
+    });
+    let good = guest(&mut m, |a| {
+        a.mov(rbx, va(DATA_PFN))?;
+        a.mov(qword_ptr(rbx), 77i32)?;
+        shutdown(a, sch::SHUTDOWN_POWEROFF)
+    });
+    m.run(100_000);
+    assert_eq!(shutdown_reason(&m, &bad), Some(sch::SHUTDOWN_CRASH));
+    assert_eq!(m.domain(bad.dom).unwrap().vcpus[0].pv.cr2, 0xdead_0000);
+    assert_eq!(shutdown_reason(&m, &good), Some(sch::SHUTDOWN_POWEROFF));
+    assert_eq!(data_u64(&m, &good, 0), 77);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn self_modifying_code_runs_the_new_bytes() {
+    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let g = guest(&mut m, |a| {
+        let mut run_it = a.create_label();
+        a.mov(ebx, 0u32)?;
+        a.call(run_it)?; // first run: ebx += 1
+        // Rewrite the immediate of `add ebx, 1` (83 c3 01) to 5.
+        a.lea(rax, ptr(run_it))?;
+        a.mov(byte_ptr(rax + 2), 5i32)?;
+        a.call(run_it)?; // second run: ebx += 5
+        a.mov(rcx, va(DATA_PFN))?;
+        a.mov(qword_ptr(rcx), rbx)?;
+        shutdown(a, sch::SHUTDOWN_POWEROFF)?;
+        a.set_label(&mut run_it)?;
+        a.add(ebx, 1)?;
+        a.ret()
+    });
+    m.run(100_000);
+    assert_eq!(data_u64(&m, &g, 0), 6);
+}
+
+#[test]
+fn blocked_guest_wakes_on_its_timer() {
+    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let g = guest(&mut m, |a| {
+        // set_timer_op(now + 1 ms) then block; after waking, record the TSC.
+        a.rdtsc()?;
+        a.shl(rdx, 32)?;
+        a.or(rax, rdx)?;
+        a.add(rax, 1_000_000)?;
+        a.mov(rdi, rax)?;
+        a.mov(rax, hcall_addr(hc::HYPERVISOR_SET_TIMER_OP))?;
+        a.call(rax)?;
+        a.mov(edi, sch::SCHEDOP_BLOCK as u32)?;
+        a.xor(esi, esi)?;
+        a.mov(rax, hcall_addr(hc::HYPERVISOR_SCHED_OP))?;
+        a.call(rax)?;
+        a.rdtsc()?;
+        a.shl(rdx, 32)?;
+        a.or(rax, rdx)?;
+        a.mov(rbx, va(DATA_PFN))?;
+        a.mov(qword_ptr(rbx), rax)?;
+        shutdown(a, sch::SHUTDOWN_POWEROFF)
+    });
+    // Bind VIRQ_TIMER so the timer has somewhere to go (block wakes on the event).
+    m.evtchn_bind_virq(g.dom, crate::abi::evtchn::VIRQ_TIMER, VcpuId::new(0)).unwrap();
+    m.run(1_000_000);
+    assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF));
+    let woke = data_u64(&m, &g, 0);
+    assert!(woke >= 1_000_000, "woke at {woke} ns, before its timer");
+    assert!(woke < 1_000_000 + 1000, "woke late: {woke}");
+}
+
+#[test]
+fn scheduling_is_deterministic() {
+    fn scenario() -> (Vec<u8>, Vec<u8>, u64) {
+        let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+        let mk = |m: &mut Model, k: u32| {
+            guest(m, |a| {
+                a.mov(rbx, va(DATA_PFN))?;
+                a.mov(ecx, 50_000u32)?;
+                let mut l = a.create_label();
+                a.set_label(&mut l)?;
+                a.add(qword_ptr(rbx), k as i32)?;
+                a.rdtsc()?;
+                a.mov(qword_ptr(rbx + 8), rax)?;
+                a.loop_(l)?;
+                shutdown(a, sch::SHUTDOWN_POWEROFF)
+            })
+        };
+        let a = mk(&mut m, 1);
+        let b = mk(&mut m, 3);
+        m.run(70_000);
+        let pa = m.mem.page(a.data[DATA_PFN]).unwrap()[..16].to_vec();
+        let pb = m.mem.page(b.data[DATA_PFN]).unwrap()[..16].to_vec();
+        (pa, pb, m.now_ns())
+    }
+    let first = scenario();
+    assert_eq!(first, scenario(), "same scenario, same bytes");
+    // Both guests got time: round-robin slices.
+    assert!(u64::from_le_bytes(first.0[..8].try_into().unwrap()) > 0);
+    assert!(u64::from_le_bytes(first.1[..8].try_into().unwrap()) > 0);
+}
+
+#[test]
+fn events_reach_a_blocked_guest_through_the_upcall() {
+    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let cb = va(3);
+    let g = guest(&mut m, |a| {
+        // set_callbacks(event = cb, failsafe = cb, syscall = 0), then unmask events
+        // through shared_info (mapped at PFN 4 by the test) and block until the
+        // callback has counted one event.
+        a.mov(rdi, cb)?;
+        a.mov(rsi, cb)?;
+        a.xor(edx, edx)?;
+        a.mov(rax, hcall_addr(hc::HYPERVISOR_SET_CALLBACKS))?;
+        a.call(rax)?;
+        let mut wait = a.create_label();
+        a.set_label(&mut wait)?;
+        a.mov(rax, va(4))?;
+        a.mov(byte_ptr(rax + 1), 0i32)?; // vcpu_info[0].evtchn_upcall_mask = 0
+        a.mov(rbx, va(DATA_PFN))?;
+        a.cmp(qword_ptr(rbx + 32), 0)?;
+        let mut done = a.create_label();
+        a.jne(done)?;
+        a.mov(edi, sch::SCHEDOP_BLOCK as u32)?;
+        a.xor(esi, esi)?;
+        a.mov(rax, hcall_addr(hc::HYPERVISOR_SCHED_OP))?;
+        a.call(rax)?;
+        a.jmp(wait)?;
+        a.set_label(&mut done)?;
+        shutdown(a, sch::SHUTDOWN_POWEROFF)
+    });
+    // Upcall handler: clear upcall_pending and pending_sel and the pending word, count,
+    // return with events re-enabled.
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.mov(rax, va(4)).unwrap();
+    a.mov(byte_ptr(rax), 0i32).unwrap();
+    a.mov(qword_ptr(rax + 8), 0i32).unwrap();
+    a.mov(qword_ptr(rax + 2048), 0i32).unwrap();
+    a.mov(rax, va(DATA_PFN)).unwrap();
+    a.inc(qword_ptr(rax + 32)).unwrap();
+    a.pop(rcx).unwrap();
+    a.pop(r11).unwrap();
+    a.push(0).unwrap();
+    a.mov(rax, hcall_addr(hc::HYPERVISOR_IRET)).unwrap();
+    a.jmp(rax).unwrap();
+    m.mem.guest_write(g.data[3], 0, &a.assemble(cb).unwrap()).unwrap();
+    // Map shared_info at PFN 4's slot (as a guest's fixmap would).
+    let shared = m.domain(g.dom).unwrap().shared_info;
+    let req = crate::abi::mm::MmuUpdate { ptr: g.l1e_maddr(4), val: shared.to_addr() | 7 };
+    let mut done = 0;
+    // foreigndom: data owner in bits 15:0, page-table owner + 1 in bits 31:16.
+    let fd = u32::from(g.dom.get()) | ((u32::from(g.dom.get()) + 1) << 16);
+    m.mem.mmu_update(DomId::DOM0, true, &[req], fd, &mut done).unwrap();
+    // A channel from the toolstack.
+    let p = m.evtchn_bind_unbound_port(g.dom).unwrap();
+    let local = m.evtchn_bind_interdomain(g.dom, DomId::DOM0, p).unwrap();
+    crate::model::tests::clear_pending(&mut m, g.dom, local);
+    m.run(50_000);
+    assert!(shutdown_reason(&m, &g).is_none(), "still waiting");
+    assert!(!m.vcpu_runnable(g.dom, VcpuId::new(0)), "blocked");
+    m.evtchn_notify(p).unwrap();
+    m.run(50_000);
+    assert_eq!(data_u64(&m, &g, 32), 1, "one upcall");
+    assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF));
+}
