@@ -399,3 +399,87 @@ impl Memory {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::mm::testutil::*;
+    use crate::types::PAGE_SIZE;
+
+    fn err(m: &Memory, roots: &[(Mfn, PageType)]) -> InvariantViolation {
+        m.check_invariants(roots, &LIVE).unwrap_err()
+    }
+
+    #[test]
+    fn a_fresh_and_a_busy_machine_pass() {
+        let mut m = machine();
+        m.check_invariants(&[], &LIVE).unwrap();
+        let s = pinned_space(&mut m, D1, 0, 4);
+        let _ = pinned_space(&mut m, D2, 0, 2);
+        upd(&mut m, D1, s.l4, 300, pte(s.l4, PRO)).unwrap();
+        m.alloc_xen_page(D1).unwrap();
+        m.check_invariants(&[], &LIVE).unwrap();
+    }
+
+    #[test]
+    fn counts_that_do_not_add_up_are_found() {
+        let mut m = machine();
+        let s = pinned_space(&mut m, D1, 0, 2);
+        m.frames[s.l2.index()].count += 1;
+        let e = err(&m, &[]);
+        assert_eq!(e.mfn, Some(s.l2));
+        assert!(e.to_string().contains("general count 4 but 3"), "{e}");
+        m.frames[s.l2.index()].count -= 1;
+        m.frames[s.data[1].index()].type_count = 0;
+        assert_eq!(err(&m, &[]).mfn, Some(s.data[1]));
+    }
+
+    #[test]
+    fn writable_mapping_of_a_table_is_found() {
+        let mut m = machine();
+        let s = pinned_space(&mut m, D1, 0, 1);
+        // Corrupt the L1 behind Xen's back: an RW entry naming the L2.
+        let off = s.l1.index() * PAGE_SIZE + 8 * 9;
+        m.data[off..off + 8].copy_from_slice(&pte(s.l2, PRW).to_le_bytes());
+        let e = err(&m, &[]);
+        assert_eq!(e.mfn, Some(s.l2));
+        assert!(e.what.contains("mapped writable"), "{e}");
+    }
+
+    #[test]
+    fn xen_slots_roots_owners_and_p2m_are_checked() {
+        let mut m = machine();
+        let s = pinned_space(&mut m, D1, 0, 1);
+        let off = s.l4.index() * PAGE_SIZE + 8 * 256;
+        m.data[off] = 1;
+        assert!(err(&m, &[]).what.contains("Xen L4 slot 256"));
+        m.data[off] = 0;
+        // A root of the wrong type, and an undeclared one.
+        assert!(err(&m, &[(s.l4, PageType::L3)])
+            .what
+            .contains("root reference"));
+        m.get_page_and_type(s.l3, D1, PageType::L3).unwrap();
+        assert_eq!(err(&m, &[]).mfn, Some(s.l3));
+        m.check_invariants(&[(s.l3, PageType::L3)], &LIVE).unwrap();
+        m.put_page_and_type(s.l3);
+        // The model and memory disagree about who is alive.
+        assert!(m.check_invariants(&[], &[D0, D1]).is_err());
+        assert!(m
+            .check_invariants(&[], &[D0, D1, D2, DomId::new(7)])
+            .is_err());
+        // P2M/M2P disagreement.
+        let i = s.data[0].index();
+        m.data[i * 8..i * 8 + 8].copy_from_slice(&99u64.to_le_bytes());
+        assert!(err(&m, &[]).what.contains("M2P says"));
+    }
+
+    #[test]
+    fn free_frames_must_be_clean() {
+        let mut m = machine();
+        m.frames[1500].count = 1;
+        assert_eq!(err(&m, &[]).mfn, Some(Mfn::new(1500)));
+        m.frames[1500].count = 0;
+        m.free.remove(&1500);
+        assert!(err(&m, &[]).what.contains("free list"));
+    }
+}

@@ -346,3 +346,260 @@ pub fn copy_to_guest(mem: &mut Memory, cr3: Mfn, va: u64, bytes: &[u8]) -> XenRe
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::mm::{
+        MACH2PHYS_VIRT_END, PTE_ACCESSED, PTE_DIRTY, PTE_NX, PTE_PRESENT, PTE_RW,
+    };
+    use crate::model::mm::testutil::*;
+    use crate::model::mm::PageType;
+    use crate::types::{DomId, Pfn};
+
+    const R: Access = Access::READ;
+    const W: Access = Access::WRITE;
+    const UR: Access = Access {
+        write: false,
+        user: true,
+        fetch: false,
+    };
+    const UW: Access = Access {
+        write: true,
+        user: true,
+        fetch: false,
+    };
+    const UX: Access = Access {
+        write: false,
+        user: true,
+        fetch: true,
+    };
+
+    fn fault(r: Result<Translation, WalkError>) -> u32 {
+        r.unwrap_err()
+            .page_fault()
+            .expect("a page fault")
+            .error_code
+    }
+
+    #[test]
+    fn translates_and_sets_accessed_and_dirty() {
+        let mut m = machine();
+        let s = pinned_space(&mut m, D1, 0, 2);
+        let t = translate(&mut m, s.l4, Space::va(1) + 0x123, R).unwrap();
+        assert_eq!(t.mfn, s.data[1]);
+        assert!(t.writable && t.user && t.executable && !t.dirty);
+        assert_ne!(get(&m, s.l4, 0) & PTE_ACCESSED, 0);
+        assert_ne!(get(&m, s.l3, 1) & PTE_ACCESSED, 0);
+        assert_ne!(get(&m, s.l2, 0) & PTE_ACCESSED, 0);
+        assert_eq!(get(&m, s.l1, 1) & (PTE_ACCESSED | PTE_DIRTY), PTE_ACCESSED);
+        let t = translate(&mut m, s.l4, Space::va(1), W).unwrap();
+        assert!(t.dirty);
+        assert_eq!(get(&m, s.l1, 1) & PTE_DIRTY, PTE_DIRTY);
+        assert_eq!(get(&m, s.l2, 0) & PTE_DIRTY, 0, "D only on the leaf");
+        // probe has no side effects.
+        assert!(probe(&m, s.l4, Space::va(0), W).is_ok());
+        assert_eq!(get(&m, s.l1, 0) & PTE_ACCESSED, 0);
+        // A/D updates change no reference.
+        m.check_invariants(&[], &LIVE).unwrap();
+    }
+
+    #[test]
+    fn a_d_updates_are_logged_dirty() {
+        let mut m = machine();
+        let s = pinned_space(&mut m, D1, 0, 1);
+        m.logdirty_enable(D1).unwrap();
+        translate(&mut m, s.l4, Space::va(0), R).unwrap();
+        let mut bm = [0u8; 1];
+        let mut pages = 8;
+        m.logdirty_peek(D1, Some(&mut bm), &mut pages).unwrap();
+        assert_eq!(bm[0], 0b1111, "the four tables' PFNs 0..=3");
+        // Nothing new to set: no further writes.
+        let mut pages = 8;
+        m.logdirty_clean(D1, None, &mut pages, false).unwrap();
+        translate(&mut m, s.l4, Space::va(0), R).unwrap();
+        m.logdirty_peek(D1, Some(&mut bm), &mut pages).unwrap();
+        assert_eq!(bm[0], 0);
+    }
+
+    #[test]
+    fn fault_error_codes() {
+        let mut m = machine();
+        let s = pinned_space(&mut m, D1, 0, 2);
+        // Not present: P clear, W/U/I as the access.
+        let unmapped = Space::va(200);
+        assert_eq!(fault(translate(&mut m, s.l4, unmapped, R)), 0);
+        assert_eq!(
+            fault(translate(&mut m, s.l4, unmapped, UW)),
+            PFEC_WRITE | PFEC_USER
+        );
+        assert_eq!(
+            fault(translate(&mut m, s.l4, 0x1_0000_0000, UX)),
+            PFEC_USER | PFEC_INSN,
+            "L3 slot missing"
+        );
+        let e = translate(&mut m, s.l4, unmapped, R).unwrap_err();
+        assert_eq!(e.page_fault().unwrap().cr2, unmapped);
+        // Write to a read-only page (the tables are mapped RO): P|W, kernel or user.
+        let ro = Space::va(s.table_slot(3));
+        assert_eq!(translate(&mut m, s.l4, ro, R).unwrap().mfn, s.l1);
+        assert_eq!(
+            fault(translate(&mut m, s.l4, ro, W)),
+            PFEC_PRESENT | PFEC_WRITE
+        );
+        assert_eq!(
+            fault(translate(&mut m, s.l4, ro, UW)),
+            PFEC_PRESENT | PFEC_WRITE | PFEC_USER
+        );
+        // User access to a supervisor page: only enforced in guest user mode.
+        upd(&mut m, D1, s.l1, 0, pte(s.data[0], PTE_PRESENT | PTE_RW)).unwrap();
+        assert!(translate(&mut m, s.l4, Space::va(0), W).is_ok());
+        assert_eq!(
+            fault(translate(&mut m, s.l4, Space::va(0), UR)),
+            PFEC_PRESENT | PFEC_USER
+        );
+        // NX on fetch.
+        upd(&mut m, D1, s.l1, 1, pte(s.data[1], PRW | PTE_NX)).unwrap();
+        assert!(translate(&mut m, s.l4, Space::va(1), UR).is_ok());
+        assert_eq!(
+            fault(translate(&mut m, s.l4, Space::va(1), UX)),
+            PFEC_PRESENT | PFEC_USER | PFEC_INSN
+        );
+        assert_eq!(
+            fault(translate(&mut m, s.l4, Space::va(1), Access::FETCH)),
+            PFEC_PRESENT | PFEC_INSN
+        );
+        // Faulting walks leave A clear.
+        upd(&mut m, D1, s.l1, 50, pte(s.data[1], PRW | PTE_NX)).unwrap();
+        assert!(translate(&mut m, s.l4, Space::va(50), Access::FETCH).is_err());
+        assert_eq!(get(&m, s.l1, 50) & PTE_ACCESSED, 0);
+        // Non-canonical: #GP, not #PF.
+        assert_eq!(
+            translate(&mut m, s.l4, 0x0000_8000_0000_0000, R),
+            Err(WalkError::NonCanonical(0x0000_8000_0000_0000))
+        );
+    }
+
+    #[test]
+    fn reserved_bits_fault_with_rsvd() {
+        let mut m = machine();
+        // Hand-built (never validated) tables: the walker does not care about types.
+        let s = build_space(&mut m, D1, 0, 2);
+        set(&mut m, s.l1, 0, pte(s.data[0], PRW) | 1 << 51);
+        assert_eq!(
+            fault(translate(&mut m, s.l4, Space::va(0), W)),
+            PFEC_PRESENT | PFEC_RSVD | PFEC_WRITE
+        );
+        set(&mut m, s.l2, 0, pte(s.l1, PRW) | crate::abi::mm::PTE_PSE);
+        assert_eq!(
+            fault(translate(&mut m, s.l4, Space::va(1), UR)),
+            PFEC_PRESENT | PFEC_RSVD | PFEC_USER
+        );
+        // An entry naming memory that does not exist reads all ones: RSVD.
+        set(&mut m, s.l2, 0, pte(Mfn::new(1 << 20), PRW));
+        assert_eq!(
+            fault(translate(&mut m, s.l4, Space::va(1), R)),
+            PFEC_PRESENT | PFEC_RSVD
+        );
+        assert_eq!(
+            fault(translate(&mut m, Mfn::new(1 << 20), Space::va(1), R)),
+            PFEC_PRESENT | PFEC_RSVD
+        );
+    }
+
+    #[test]
+    fn the_m2p_range_is_read_only_without_page_tables() {
+        let mut m = machine();
+        let s = pinned_space(&mut m, D1, 0, 1);
+        let mfn = s.data[0];
+        let va = MACH2PHYS_VIRT_START + mfn.get() * 8;
+        let t = translate(&mut m, s.l4, va, UR).unwrap();
+        assert_eq!(t.mfn, Mfn::new(mfn.get() * 8 / 4096));
+        assert!(!t.writable && !t.executable);
+        let off = (va & 0xfff) as usize;
+        assert_eq!(m.read_u64(t.mfn, off).unwrap(), 4, "M2P[data[0]] = PFN 4");
+        assert_eq!(m.m2p(mfn), Pfn::new(4));
+        assert_eq!(
+            fault(translate(&mut m, s.l4, va, W)),
+            PFEC_PRESENT | PFEC_WRITE
+        );
+        assert_eq!(
+            fault(translate(&mut m, s.l4, va, Access::FETCH)),
+            PFEC_PRESENT | PFEC_INSN
+        );
+        // Past the M2P's frames, and in the rest of slot 256: not present.
+        assert_eq!(
+            fault(translate(
+                &mut m,
+                s.l4,
+                MACH2PHYS_VIRT_START + 512 * 4096,
+                R
+            )),
+            0
+        );
+        assert_eq!(fault(translate(&mut m, s.l4, MACH2PHYS_VIRT_END, R)), 0);
+        // Slots 257..=271: Xen's, supervisor-only.
+        assert_eq!(
+            fault(translate(&mut m, s.l4, 0xffff_8080_0000_0000, UR)),
+            PFEC_PRESENT | PFEC_USER
+        );
+        assert_eq!(
+            fault(translate(&mut m, s.l4, 0xffff_87ff_ffff_f000, R)),
+            PFEC_PRESENT
+        );
+        // And the hypercall copy helpers refuse the whole Xen range.
+        let mut b = [0u8; 8];
+        assert_eq!(
+            copy_from_guest(&mut m, s.l4, va, &mut b),
+            Err(Errno::EFAULT)
+        );
+    }
+
+    #[test]
+    fn copies_straddle_pages_and_fault_with_efault() {
+        let mut m = machine();
+        let s = pinned_space(&mut m, D1, 0, 3);
+        m.logdirty_enable(D1).unwrap();
+        let data: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        let va = Space::va(0) + 4000;
+        copy_to_guest(&mut m, s.l4, va, &data).unwrap();
+        assert_eq!(&m.page(s.data[0]).unwrap()[4000..], &data[..96]);
+        assert_eq!(&m.page(s.data[1]).unwrap()[..4096], &data[96..4192]);
+        assert_eq!(&m.page(s.data[2]).unwrap()[..808], &data[4192..]);
+        let mut back = vec![0u8; 5000];
+        copy_from_guest(&mut m, s.l4, va, &mut back).unwrap();
+        assert_eq!(back, data);
+        let mut bm = [0u8; 1];
+        let mut pages = 8;
+        m.logdirty_peek(D1, Some(&mut bm), &mut pages).unwrap();
+        assert_eq!(bm[0] & 0b111_0000, 0b111_0000, "PFNs 4, 5, 6 written");
+        // Writing a read-only page (a table) or an unmapped one: EFAULT; the pages
+        // before the fault are written.
+        let ro = Space::va(s.table_slot(0));
+        assert_eq!(copy_to_guest(&mut m, s.l4, ro, &[1]), Err(Errno::EFAULT));
+        assert_eq!(
+            copy_to_guest(&mut m, s.l4, Space::va(2) + 4090, &[9; 20]),
+            Err(Errno::EFAULT),
+            "data[3] is a table"
+        );
+        assert_eq!(&m.page(s.data[2]).unwrap()[4090..], &[9; 6]);
+        // Reads of a read-only page are fine; unmapped or non-canonical are EFAULT.
+        let mut b = [0u8; 16];
+        copy_from_guest(&mut m, s.l4, ro, &mut b).unwrap();
+        assert_eq!(
+            copy_from_guest(&mut m, s.l4, Space::va(300), &mut b),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            copy_from_guest(&mut m, s.l4, (1 << 47) - 8, &mut b),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            copy_to_guest(&mut m, s.l4, 0x8000_0000_0000_0000, &b),
+            Err(Errno::EFAULT)
+        );
+        copy_from_guest(&mut m, s.l4, 0, &mut []).unwrap();
+        m.check_invariants(&[], &LIVE).unwrap();
+        let _ = (DomId::SELF, PageType::None);
+    }
+}
