@@ -1146,7 +1146,6 @@ mod tests {
     use super::*;
     use crate::model::domain::{Domain, PollState, Vcpu};
     use crate::model::mm::Memory;
-    use crate::types::Mfn;
 
     const D0: DomId = DomId::DOM0;
     const D1: DomId = DomId::new(1);

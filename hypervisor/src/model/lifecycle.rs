@@ -275,7 +275,7 @@ impl super::Model {
         for r in roots {
             self.mem.put_page_and_type(r);
         }
-        let gdt: Vec<Mfn> = self.domains[&dom].vcpus.iter().flat_map(|v| held_gdt_frames(v)).collect();
+        let gdt: Vec<Mfn> = self.domains[&dom].vcpus.iter().flat_map(held_gdt_frames).collect();
         for g in gdt {
             self.mem.put_page_and_type(g);
         }
