@@ -78,8 +78,16 @@ impl Memory {
         let mut lin_entries = vec![0i32; n];
         let mut lin_uses = vec![0i32; n];
         let mut free_seen = 0usize;
+        let mut owned_listed = 0usize;
+        let mut free_list = self.free.iter().copied().peekable();
+        // The domain of the previous frame: consecutive frames mostly share an owner.
+        let mut last: Option<(DomId, &crate::model::mm::DomMem)> = None;
 
         for (i, f) in self.frames.iter().enumerate() {
+            let on_free_list = free_list.peek() == Some(&(i as u64));
+            if on_free_list {
+                free_list.next();
+            }
             let Some(owner) = f.owner else {
                 if f.count != 0
                     || f.type_count != 0
@@ -90,7 +98,7 @@ impl Memory {
                 {
                     return Err(bad(i, format!("free frame with state {f:?}")));
                 }
-                if !self.free.contains(&(i as u64)) {
+                if !on_free_list {
                     return Err(bad(i, "unowned frame missing from the free list"));
                 }
                 if self.m2p(Mfn::new(i as u64)) != Pfn::INVALID {
@@ -99,6 +107,9 @@ impl Memory {
                 free_seen += 1;
                 continue;
             };
+            if on_free_list {
+                return Err(bad(i, format!("owned by {owner:?} but on the free list")));
+            }
             match f.kind {
                 FrameKind::Free => {
                     return Err(bad(i, format!("owned by {owner:?} but marked free")))
@@ -113,12 +124,17 @@ impl Memory {
                     tcount[i] += 1; // SHARE_ro
                 }
                 FrameKind::Domain | FrameKind::XenHeap => {
-                    let Some(dm) = self.doms.get(&owner) else {
-                        return Err(bad(i, format!("owned by unknown domain {owner:?}")));
+                    let dm = match last {
+                        Some((d, dm)) if d == owner => dm,
+                        _ => {
+                            let Some(dm) = self.doms.get(&owner) else {
+                                return Err(bad(i, format!("owned by unknown domain {owner:?}")));
+                            };
+                            last = Some((owner, dm));
+                            dm
+                        }
                     };
-                    if !dm.frames.contains(&Mfn::new(i as u64)) {
-                        return Err(bad(i, format!("missing from {owner:?}'s frame list")));
-                    }
+                    owned_listed += 1;
                     if dm.dying {
                         if f.count == 0 && f.kind == FrameKind::Domain {
                             return Err(bad(i, format!("leaked frame of destroyed {owner:?}")));
@@ -236,6 +252,14 @@ impl Memory {
             }
         }
 
+        // Every domain's list holds only frames it owns (check_domains); with the totals
+        // equal, every owned frame is on its owner's list.
+        let listed: usize = self.doms.values().map(|d| d.frames.len()).sum();
+        if listed != owned_listed {
+            return Err(bad_global(format!(
+                "domains list {listed} frames, {owned_listed} frames are owned by domains"
+            )));
+        }
         if free_seen != self.free.len() {
             return Err(bad_global(format!(
                 "free list has {} frames, {} frames are unowned",

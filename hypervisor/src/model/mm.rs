@@ -281,7 +281,7 @@ pub(super) struct LogDirty {
 
 /// One domain's memory bookkeeping.
 #[derive(Clone, Debug, Default)]
-pub(super) struct DomMem {
+pub(crate) struct DomMem {
     pub(super) max_pages: u64,
     /// Domheap frames owned (allocated or lingering), Xen's `tot_pages`.
     pub(super) tot_pages: u64,
