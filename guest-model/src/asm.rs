@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use iced_x86::code_asm::{ptr, AsmRegister64, CodeAssembler, CodeLabel};
+use iced_x86::code_asm::{ptr, qword_ptr, rsp, AsmRegister64, CodeAssembler, CodeLabel};
 use iced_x86::{BlockEncoderOptions, IcedError};
 
 use crate::layout::{va, PG_HYPERCALL};
@@ -25,6 +25,8 @@ pub(crate) struct Asm {
     strings: BTreeMap<Vec<u8>, CodeLabel>,
     /// The guest's name, prefixed to console lines.
     pub name: &'static str,
+    /// Instruction index the last [`Asm::set`] bound a label to.
+    last_label_at: Option<usize>,
 }
 
 /// The assembled code.
@@ -41,6 +43,7 @@ impl Asm {
             a: CodeAssembler::new(64)?,
             strings: BTreeMap::new(),
             name,
+            last_label_at: None,
         })
     }
 
@@ -49,8 +52,15 @@ impl Asm {
         self.a.create_label()
     }
 
-    /// Binds `l` to the next instruction.
+    /// Binds `l` to the next instruction. iced allows one label per instruction; if a
+    /// label is already waiting for the next instruction, a `lea rsp, [rsp]` (no effect
+    /// on registers or flags) goes between them.
     pub(crate) fn set(&mut self, l: &mut CodeLabel) -> AsmResult {
+        let at = self.a.instructions().len();
+        if self.last_label_at == Some(at) {
+            self.a.lea(rsp, qword_ptr(rsp))?;
+        }
+        self.last_label_at = Some(self.a.instructions().len());
         self.a.set_label(l)
     }
 

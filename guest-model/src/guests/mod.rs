@@ -1,6 +1,7 @@
 //! The toy guests: each module has the guest's code and its oracle.
 
 pub mod counter;
+pub mod epoch;
 
 use crate::asm::AsmResult;
 use crate::params::Guest;
@@ -13,6 +14,10 @@ pub(crate) fn emit(g: &mut Gen<'_>) -> AsmResult<u64> {
         Guest::Counter => {
             counter::emit(g)?;
             Ok(counter::region_pages(g.p))
+        }
+        Guest::Epoch => {
+            epoch::emit(g)?;
+            Ok(epoch::region_pages(g.p))
         }
         _ => todo!(),
     }
