@@ -14,7 +14,18 @@ use super::ops::{alu, bits, branch, mov, muldiv, shift, stack, string, system};
 
 /// Executes one decoded instruction.
 #[inline(always)]
-pub(crate) fn exec<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
+pub(crate) fn exec<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn) -> Flow {
+    match handle(c, i) {
+        Ok(f) => f,
+        Err(e) => {
+            c.fault = e;
+            Flow::Fault
+        }
+    }
+}
+
+#[inline(always)]
+fn handle<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     match i.code {
         C::Add_rm8_r8 => alu::rm_r::<B, W8, { alu::ADD }>(c, i),
         C::Add_r8_rm8 => alu::r_rm::<B, W8, { alu::ADD }>(c, i),
@@ -619,8 +630,8 @@ pub(crate) fn exec<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
         C::Rdtsc => system::rdtsc::<B, false>(c),
         C::Rdtscp => system::rdtsc::<B, true>(c),
         C::Syscall => Ok(Flow::Syscall),
-        C::Int3 => Ok(Flow::Trap(Fault::BP)),
-        C::Int1 => Ok(Flow::Trap(Fault::DB)),
+        C::Int3 => system::trap(c, Fault::BP),
+        C::Int1 => system::trap(c, Fault::DB),
         C::Int_imm8 => system::int_n(c, i),
         C::Nopw
         | C::Nopd

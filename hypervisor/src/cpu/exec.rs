@@ -2,15 +2,17 @@
 //! access (registers with x86's partial-write rules, effective addresses, loads and stores).
 
 use super::bus::{Bus, CodePage, Exit, Fault};
-use super::decode::{self, attr, seg, DecodeCache, Insn, HIGH8, NONE, RIP, STRADDLE};
-use super::flags::{Width, RF};
+use super::decode::{self, attr, seg, CachedPage, DecodeCache, Insn, HIGH8, NONE, RIP, STRADDLE};
+use super::flags::{self, Width, CF, RF};
+use super::lazy::{self, kind, Lazy};
 use super::{dispatch, Regs};
 
 /// TSC ticks per retired instruction: the virtual CPU retires one instruction per tick.
 pub const TSC_PER_INSN: u64 = 1;
 
-/// What a handler did, when it did not fault.
+/// How control continues after an instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Flow {
     /// Fall through to the next instruction.
     Next,
@@ -20,8 +22,11 @@ pub(crate) enum Flow {
     Repeat,
     /// `syscall`: leave the run loop with [`Exit::Syscall`] (`rip` advanced by the loop).
     Syscall,
-    /// A trap (int3, int1): `rip` advances past the instruction, then the fault is reported.
-    Trap(Fault),
+    /// A trap (int3, int1): `rip` advances past the instruction, then `Ctx::fault` is
+    /// reported.
+    Trap,
+    /// The instruction faulted (`Ctx::fault`); nothing changed.
+    Fault,
 }
 
 /// A handler's result: a fault leaves the architectural state untouched.
@@ -51,19 +56,21 @@ pub struct RunResult {
 
 /// Execution context of one instruction.
 pub(crate) struct Ctx<'a, B: Bus> {
-    pub r: &'a mut Regs,
+    /// The registers, copied in for the run (one indirection less on every access).
+    pub r: Regs,
     pub bus: &'a mut B,
     /// `rip` of the next instruction (the instruction's own `rip` is still in `r.rip`).
     pub next: u64,
     /// Set by every store, so the loop can re-check the running code page.
     pub wrote: bool,
-    /// Instructions retired before this one in the run.
+    /// Instructions retired before this one in the run (a `rep` handler adds its
+    /// iterations beyond the first itself).
     pub retired: u64,
-    /// Instructions this one may still retire, itself included (for `rep`).
-    pub budget_left: u64,
-    /// Extra instructions a `rep` handler retired beyond the first.
-    pub extra: u64,
     pub limits: RunLimits,
+    /// The exception of a [`Flow::Fault`] or [`Flow::Trap`].
+    pub fault: Fault,
+    /// Pending arithmetic flags: when set, the arithmetic bits of `r.rflags` are stale.
+    pub lazy: Lazy,
 }
 
 /// Whether `a` is a canonical 48-bit address.
@@ -263,6 +270,54 @@ impl<B: Bus> Ctx<'_, B> {
         }
     }
 
+    /// RFLAGS, with any pending arithmetic flags materialised.
+    #[inline(always)]
+    pub fn flags(&mut self) -> u64 {
+        if self.lazy.op != kind::NONE {
+            self.r.rflags = self.lazy.materialize(self.r.rflags);
+            self.lazy.op = kind::NONE;
+        }
+        self.r.rflags
+    }
+
+    /// Replaces RFLAGS (dropping anything pending).
+    #[inline(always)]
+    pub fn set_flags(&mut self, f: u64) {
+        self.r.rflags = f;
+        self.lazy.op = kind::NONE;
+    }
+
+    /// Records a lazy flag producer of width `W` (`kind` from [`lazy::kind`]).
+    #[inline(always)]
+    pub fn set_lazy<W: Width>(&mut self, k: u8, a: u64, b: u64, res: u64) {
+        self.lazy = Lazy {
+            op: k | lazy::wlog(W::BITS),
+            a,
+            b,
+            res,
+        };
+    }
+
+    /// Condition code `cc` on the current flags.
+    #[inline(always)]
+    pub fn cond(&self, cc: u8) -> bool {
+        if self.lazy.op == kind::NONE {
+            flags::cond(cc, self.r.rflags)
+        } else {
+            self.lazy.cond(cc, self.r.rflags)
+        }
+    }
+
+    /// CF.
+    #[inline(always)]
+    pub fn cf(&self) -> bool {
+        if self.lazy.op == kind::NONE {
+            self.r.rflags & CF != 0
+        } else {
+            self.lazy.cf(self.r.rflags)
+        }
+    }
+
     /// The TSC as `rdtsc` reads it now.
     pub fn tsc(&self) -> u64 {
         self.limits
@@ -291,16 +346,18 @@ pub fn run<B: Bus>(
     limits: RunLimits,
 ) -> RunResult {
     let mut c = Ctx {
-        r: regs,
+        r: regs.clone(),
         bus,
         next: 0,
         wrote: false,
         retired: 0,
-        budget_left: 0,
-        extra: 0,
         limits,
+        fault: Fault::UD,
+        lazy: Lazy::default(),
     };
     let exit = run_inner(&mut c, cache);
+    c.flags();
+    *regs = c.r;
     RunResult {
         exit,
         retired: c.retired,
@@ -309,7 +366,7 @@ pub fn run<B: Bus>(
 
 fn run_inner<B: Bus>(c: &mut Ctx<'_, B>, cache: &mut DecodeCache) -> Exit {
     let budget = c.limits.budget;
-    'page: loop {
+    loop {
         if c.retired >= budget {
             return Exit::Budget;
         }
@@ -321,59 +378,78 @@ fn run_inner<B: Bus>(c: &mut Ctx<'_, B>, cache: &mut DecodeCache) -> Exit {
             Ok(p) => p,
             Err(f) => return Exit::Exception(f),
         };
-        let page_va = rip & !0xfff;
         let pi = cache.page(cp);
-        loop {
-            let off = (c.r.rip & 0xfff) as usize;
-            let Some(page) = cache.pages.get_mut(pi) else {
-                continue 'page;
-            };
-            let mut slot = page.slots[off];
-            if slot == decode::EMPTY {
-                slot = page.decode_run(off, c.bus.code_bytes(cp.key));
-            }
-            let i = if slot == STRADDLE {
-                match straddling(c, cp, off) {
-                    Ok(i) => i,
-                    Err(f) => return Exit::Exception(f),
+        let Some(page) = cache.pages.get_mut(pi) else {
+            return Exit::Exception(Fault::UD);
+        };
+        c.wrote = false;
+        if let Some(exit) = run_page(c, page, cp, budget) {
+            return exit;
+        }
+    }
+}
+
+/// Runs instructions from the page `cp` (mapped at `rip & !0xfff`) until control leaves
+/// it, the page changes under us, or an exit. `None` means: fetch the next page.
+#[inline(always)]
+fn run_page<B: Bus>(
+    c: &mut Ctx<'_, B>,
+    page: &mut CachedPage,
+    cp: CodePage,
+    budget: u64,
+) -> Option<Exit> {
+    let page_va = c.r.rip & !0xfff;
+    loop {
+        let off = (c.r.rip & 0xfff) as usize;
+        let mut slot = page.slots[off];
+        if slot == decode::EMPTY {
+            slot = page.decode_run(off, c.bus.code_bytes(cp.key));
+        }
+        let straddler;
+        let i: &Insn = if slot == STRADDLE {
+            match straddling(c, cp, off) {
+                Ok(i) => {
+                    straddler = i;
+                    &straddler
                 }
-            } else {
-                *page.insn(slot)
-            };
-            c.next = c.r.rip.wrapping_add(u64::from(i.len));
-            c.wrote = false;
-            c.extra = 0;
-            c.budget_left = budget - c.retired;
-            match dispatch::exec(c, &i) {
-                Ok(Flow::Next) => c.r.rip = c.next,
-                Ok(Flow::Jump) => {}
-                Ok(Flow::Repeat) => {}
-                Ok(Flow::Syscall) => {
+                Err(f) => return Some(Exit::Exception(f)),
+            }
+        } else {
+            page.insn(slot)
+        };
+        c.next = c.r.rip.wrapping_add(u64::from(i.len));
+        let flow = dispatch::exec(c, i);
+        if flow == Flow::Next {
+            c.r.rip = c.next;
+        } else {
+            match flow {
+                Flow::Next | Flow::Jump | Flow::Repeat => {}
+                Flow::Syscall => {
                     c.r.rip = c.next;
                     c.r.gpr[1] = c.next;
-                    c.r.gpr[11] = c.r.rflags & !RF;
+                    c.r.gpr[11] = c.flags() & !RF;
                     c.retired += 1;
-                    return Exit::Syscall;
+                    return Some(Exit::Syscall);
                 }
-                Ok(Flow::Trap(f)) => {
+                Flow::Trap => {
                     c.r.rip = c.next;
                     c.retired += 1;
-                    return Exit::Exception(f);
+                    return Some(Exit::Exception(c.fault));
                 }
-                Err(f) => {
-                    c.retired += c.extra;
-                    return Exit::Exception(f);
-                }
+                Flow::Fault => return Some(Exit::Exception(c.fault)),
             }
-            c.retired += 1 + c.extra;
-            if c.retired >= budget {
-                return Exit::Budget;
-            }
-            if slot == STRADDLE
-                || c.r.rip & !0xfff != page_va
-                || (c.wrote && !c.bus.code_page_current(cp))
-            {
-                continue 'page;
+        }
+        c.retired += 1;
+        if c.retired >= budget {
+            return Some(Exit::Budget);
+        }
+        if slot == STRADDLE || c.r.rip & !0xfff != page_va {
+            return None;
+        }
+        if c.wrote {
+            c.wrote = false;
+            if !c.bus.code_page_current(cp) {
+                return None;
             }
         }
     }

@@ -21,7 +21,10 @@
 //! | div/idiv | all six | CF OF unchanged, AF set, SF ZF PF cleared |
 //! | bt/bts/btr/btc | OF SF AF PF | unchanged |
 //! | bsf/bsr | CF OF SF AF PF | CF OF SF AF cleared, PF = parity of the index (of 0 when the source is 0) |
-//! | tzcnt/lzcnt | OF SF AF PF | cleared, except PF = parity of the result |
+//! | tzcnt/lzcnt | OF SF AF PF | OF unchanged, SF AF PF cleared |
+//! | shld/shrd (count ≠ 0) | AF; OF when count > 1 | AF set; OF as for shl (`msb(res) ^ CF`) / shr (`res[w-1] ^ res[w-2]`) |
+//! | bextr | AF SF PF | AF set, SF cleared, PF = parity of the result |
+//! | andn, blsi, blsmsk, blsr | AF PF | AF cleared, PF = parity of the result |
 //!
 //! The differential tests in `tests/host.rs` compare exactly these values when the host CPU is
 //! an AMD one, and mask the undefined flags out otherwise.
@@ -367,10 +370,11 @@ pub fn bsx_flags(src_zero: bool, index: u64, rflags: u64) -> u64 {
     (rflags & !ARITH) | bit(src_zero, ZF) | parity(index)
 }
 
-/// Flags of `tzcnt`/`lzcnt`: CF when the source is zero, ZF when the result is zero.
+/// Flags of `tzcnt`/`lzcnt`: CF when the source is zero, ZF when the result is zero; of
+/// the undefined ones OF is kept and SF AF PF are cleared.
 #[inline(always)]
 pub fn cnt_flags(src_zero: bool, res: u64, rflags: u64) -> u64 {
-    (rflags & !ARITH) | bit(src_zero, CF) | bit(res == 0, ZF) | parity(res)
+    (rflags & !(ARITH & !OF)) | bit(src_zero, CF) | bit(res == 0, ZF)
 }
 
 /// Flags of `popcnt`: ZF when the source is zero, the rest cleared.

@@ -32,6 +32,7 @@ mod dispatch;
 mod exec;
 pub mod flags;
 mod flat;
+mod lazy;
 mod ops;
 
 pub use bus::{pf_error, vector, Bus, CodePage, Exit, Fault};

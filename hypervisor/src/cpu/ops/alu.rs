@@ -4,7 +4,8 @@
 use crate::cpu::bus::Bus;
 use crate::cpu::decode::Insn;
 use crate::cpu::exec::{Ctx, Flow, R};
-use crate::cpu::flags::{self, Width, CF};
+use crate::cpu::flags::Width;
+use crate::cpu::lazy::kind;
 
 /// Operation numbers, in the hardware's /r order (test is extra).
 pub(crate) const ADD: u8 = 0;
@@ -17,27 +18,21 @@ pub(crate) const XOR: u8 = 6;
 pub(crate) const CMP: u8 = 7;
 pub(crate) const TEST: u8 = 8;
 
-/// `a OP b` and the new RFLAGS.
+/// `a OP b` (operands already masked) → (lazy flag kind, masked result).
 #[inline(always)]
-pub(crate) fn compute<W: Width, const OP: u8>(a: u64, b: u64, f: u64) -> (u64, u64) {
-    match OP {
-        ADD => flags::add::<W>(a, b, false, f),
-        ADC => flags::add::<W>(a, b, f & CF != 0, f),
-        SBB => flags::sub::<W>(a, b, f & CF != 0, f),
-        SUB | CMP => flags::sub::<W>(a, b, false, f),
-        OR => {
-            let r = (a | b) & W::MASK;
-            (r, flags::logic::<W>(r, f))
-        }
-        XOR => {
-            let r = (a ^ b) & W::MASK;
-            (r, flags::logic::<W>(r, f))
-        }
-        _ => {
-            let r = a & b & W::MASK;
-            (r, flags::logic::<W>(r, f))
-        }
-    }
+pub(crate) fn compute<W: Width, const OP: u8>(cf: bool, a: u64, b: u64) -> (u8, u64) {
+    let (k, r) = match OP {
+        ADD => (kind::ADD, a.wrapping_add(b)),
+        ADC if cf => (kind::ADC1, a.wrapping_add(b).wrapping_add(1)),
+        ADC => (kind::ADD, a.wrapping_add(b)),
+        SBB if cf => (kind::SBB1, a.wrapping_sub(b).wrapping_sub(1)),
+        SBB => (kind::SUB, a.wrapping_sub(b)),
+        SUB | CMP => (kind::SUB, a.wrapping_sub(b)),
+        OR => (kind::LOGIC, a | b),
+        XOR => (kind::LOGIC, a ^ b),
+        _ => (kind::LOGIC, a & b),
+    };
+    (k, r & W::MASK)
 }
 
 /// Whether the operation writes its destination.
@@ -45,24 +40,32 @@ const fn writes(op: u8) -> bool {
     op != CMP && op != TEST
 }
 
+/// Whether the operation reads CF.
+const fn reads_cf(op: u8) -> bool {
+    op == ADC || op == SBB
+}
+
 /// `OP r/m, src` with the destination in operand 0 (register or memory).
 #[inline(always)]
 fn rm_with<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn, src: u64) -> R {
+    let src = src & W::MASK;
+    let cf = reads_cf(OP) && c.cf();
     if i.is_mem() {
         let l = c.loc(i, 0);
         let a = c.read::<W>(l)?;
-        let (r, f) = compute::<W, OP>(a, src, c.r.rflags);
+        let (k, r) = compute::<W, OP>(cf, a, src);
         if writes(OP) {
             c.write::<W>(l, r)?;
         }
-        c.r.rflags = f;
+        c.set_lazy::<W>(k, a, src, r);
     } else {
         let d = i.r[0];
-        let (r, f) = compute::<W, OP>(c.reg::<W>(d), src, c.r.rflags);
+        let a = c.reg::<W>(d);
+        let (k, r) = compute::<W, OP>(cf, a, src);
         if writes(OP) {
             c.set_reg::<W>(d, r);
         }
-        c.r.rflags = f;
+        c.set_lazy::<W>(k, a, src, r);
     }
     Ok(Flow::Next)
 }
@@ -84,12 +87,14 @@ pub(crate) fn rm_imm<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Ins
 #[inline(always)]
 pub(crate) fn r_rm<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     let src = c.read_rm::<W>(i, 1)?;
+    let cf = reads_cf(OP) && c.cf();
     let d = i.r[0];
-    let (r, f) = compute::<W, OP>(c.reg::<W>(d), src, c.r.rflags);
+    let a = c.reg::<W>(d);
+    let (k, r) = compute::<W, OP>(cf, a, src);
     if writes(OP) {
         c.set_reg::<W>(d, r);
     }
-    c.r.rflags = f;
+    c.set_lazy::<W>(k, a, src, r);
     Ok(Flow::Next)
 }
 
@@ -104,14 +109,18 @@ pub(crate) const DEC: u8 = 3;
 pub(crate) fn unary<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     let l = c.loc(i, 0);
     let a = c.read::<W>(l)?;
-    let f = c.r.rflags;
-    let (r, f) = match OP {
-        NOT => (!a & W::MASK, f),
-        NEG => flags::neg::<W>(a, f),
-        INC => flags::inc::<W>(a, f),
-        _ => flags::dec::<W>(a, f),
-    };
+    let r = match OP {
+        NOT => !a,
+        NEG => a.wrapping_neg(),
+        INC => a.wrapping_add(1),
+        _ => a.wrapping_sub(1),
+    } & W::MASK;
     c.write::<W>(l, r)?;
-    c.r.rflags = f;
+    match OP {
+        NOT => {}
+        NEG => c.set_lazy::<W>(kind::SUB, 0, a, r),
+        INC => c.set_lazy::<W>(kind::INC, a, 1, r),
+        _ => c.set_lazy::<W>(kind::DEC, a, 1, r),
+    }
     Ok(Flow::Next)
 }

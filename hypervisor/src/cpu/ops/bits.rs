@@ -46,7 +46,8 @@ pub(crate) fn bt<B: Bus, W: Width, const OP: u8, const IMM: bool>(
     if OP != BT {
         c.write::<W>(l, nv)?;
     }
-    c.r.rflags = flags::bt_flags(set, c.r.rflags);
+    let f = flags::bt_flags(set, c.flags());
+    c.set_flags(f);
     Ok(Flow::Next)
 }
 
@@ -64,7 +65,7 @@ pub(crate) const POPCNT: u8 = 4;
 #[inline(always)]
 pub(crate) fn scan<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     let s = c.read_rm::<W>(i, 1)?;
-    let f = c.r.rflags;
+    let f = c.flags();
     let d = i.r[0];
     let zero = s == 0;
     match OP {
@@ -79,7 +80,7 @@ pub(crate) fn scan<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn)
             if !zero {
                 c.set_reg::<W>(d, idx);
             }
-            c.r.rflags = flags::bsx_flags(zero, idx, f);
+            c.set_flags(flags::bsx_flags(zero, idx, f));
         }
         TZCNT | LZCNT => {
             let r = if zero {
@@ -90,11 +91,11 @@ pub(crate) fn scan<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn)
                 u64::from(s.leading_zeros() - (64 - W::BITS))
             };
             c.set_reg::<W>(d, r);
-            c.r.rflags = flags::cnt_flags(zero, r, f);
+            c.set_flags(flags::cnt_flags(zero, r, f));
         }
         _ => {
             c.set_reg::<W>(d, u64::from(s.count_ones()));
-            c.r.rflags = flags::popcnt_flags(zero, f);
+            c.set_flags(flags::popcnt_flags(zero, f));
         }
     }
     Ok(Flow::Next)
@@ -124,12 +125,12 @@ pub(crate) const BLSR: u8 = 4;
 ///
 /// Operand layout (iced order): andn = [dst, src1, rm]; bextr = [dst, rm, ctl];
 /// blsX = [dst, rm]. Flags: OF = 0 always; CF as documented per instruction; SF/ZF from
-/// the result (ZF cleared by blsmsk, SF undefined-cleared by bextr); AF and PF (undefined)
-/// are cleared and parity-of-result respectively, matching AMD Zen.
+/// the result (ZF cleared by blsmsk); the undefined ones follow AMD Zen: PF is the parity
+/// of the result, AF is cleared — except bextr, which sets AF and clears SF.
 #[inline(always)]
 pub(crate) fn bmi1<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
-    use crate::cpu::flags::{ARITH, CF, SF, ZF};
-    let f = c.r.rflags & !ARITH;
+    use crate::cpu::flags::{AF, ARITH, CF, SF, ZF};
+    let f = c.flags() & !ARITH;
     let (res, nf) = match OP {
         ANDN => {
             let s = c.read_rm::<W>(i, 2)?;
@@ -147,7 +148,7 @@ pub(crate) fn bmi1<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn)
             } else {
                 shifted & ((1u64 << len) - 1)
             } & W::MASK;
-            (r, f | (flags::szp::<W>(r) & !SF))
+            (r, f | (flags::szp::<W>(r) & !SF) | AF)
         }
         _ => {
             let s = c.read_rm::<W>(i, 1)?;
@@ -164,6 +165,6 @@ pub(crate) fn bmi1<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn)
         }
     };
     c.set_reg::<W>(i.r[0], res);
-    c.r.rflags = nf;
+    c.set_flags(nf);
     Ok(Flow::Next)
 }

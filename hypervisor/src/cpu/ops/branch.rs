@@ -3,7 +3,7 @@
 use crate::cpu::bus::Bus;
 use crate::cpu::decode::Insn;
 use crate::cpu::exec::{Ctx, Flow, R};
-use crate::cpu::flags::{self, W64, ZF};
+use crate::cpu::flags::W64;
 
 /// `jmp rel`.
 #[inline(always)]
@@ -22,7 +22,7 @@ pub(crate) fn jmp_rm<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
 /// `jcc rel`.
 #[inline(always)]
 pub(crate) fn jcc<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn, cc: u8) -> R {
-    if flags::cond(cc, c.r.rflags) {
+    if c.cond(cc) {
         let t = c.next.wrapping_add(i.imm);
         c.jump(t)
     } else {
@@ -46,7 +46,7 @@ pub(crate) fn loop_<B: Bus, const KIND: u8, const A32: bool>(c: &mut Ctx<'_, B>,
     } else {
         rcx.wrapping_sub(1)
     };
-    let zf = c.r.rflags & ZF != 0;
+    let zf = c.cond(4);
     let take = n != 0
         && match KIND {
             LOOPE => zf,

@@ -4,7 +4,8 @@
 use crate::cpu::bus::{Bus, Fault};
 use crate::cpu::decode::{attr, Insn, SREG};
 use crate::cpu::exec::{Ctx, Flow, Loc, R};
-use crate::cpu::flags::{self, Width, AF, CF, PF, RESERVED1, SF, W16, W32, W64, W8, ZF};
+use crate::cpu::flags::{Width, AF, CF, PF, RESERVED1, SF, W16, W32, W64, W8, ZF};
+use crate::cpu::lazy::kind;
 
 const RAX: u8 = 0;
 const RDX: u8 = 2;
@@ -72,7 +73,6 @@ pub(crate) fn cmpxchg<B: Bus, W: Width>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     let l = c.loc(i, 0);
     let d = c.read::<W>(l)?;
     let acc = c.reg::<W>(RAX);
-    let (_, f) = flags::sub::<W>(acc, d, false, c.r.rflags);
     if acc == d {
         let s = c.reg::<W>(i.r[1]);
         c.write::<W>(l, s)?;
@@ -82,7 +82,7 @@ pub(crate) fn cmpxchg<B: Bus, W: Width>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
         }
         c.set_reg::<W>(RAX, d);
     }
-    c.r.rflags = f;
+    c.set_lazy::<W>(kind::SUB, acc, d, acc.wrapping_sub(d) & W::MASK);
     Ok(Flow::Next)
 }
 
@@ -115,7 +115,8 @@ pub(crate) fn cmpxchg_double<B: Bus, W: Width>(c: &mut Ctx<'_, B>, i: &Insn) -> 
         c.set_reg::<W>(RAX, mlo);
         c.set_reg::<W>(RDX, mhi);
     }
-    c.r.rflags = (c.r.rflags & !ZF) | if eq { ZF } else { 0 };
+    let f = (c.flags() & !ZF) | if eq { ZF } else { 0 };
+    c.set_flags(f);
     Ok(Flow::Next)
 }
 
@@ -125,7 +126,7 @@ pub(crate) fn xadd<B: Bus, W: Width>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     let l = c.loc(i, 0);
     let d = c.read::<W>(l)?;
     let s = c.reg::<W>(i.r[1]);
-    let (sum, f) = flags::add::<W>(d, s, false, c.r.rflags);
+    let sum = d.wrapping_add(s) & W::MASK;
     if let Loc::Mem(..) = l {
         c.write::<W>(l, sum)?;
         c.set_reg::<W>(i.r[1], d);
@@ -135,7 +136,7 @@ pub(crate) fn xadd<B: Bus, W: Width>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
         c.set_reg::<W>(i.r[1], d);
         c.write::<W>(l, sum)?;
     }
-    c.r.rflags = f;
+    c.set_lazy::<W>(kind::ADD, d, s, sum);
     Ok(Flow::Next)
 }
 
@@ -197,7 +198,7 @@ pub(crate) fn cwd<B: Bus, W: Width>(c: &mut Ctx<'_, B>) -> R {
 /// `setcc r/m8`.
 #[inline(always)]
 pub(crate) fn setcc<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn, cc: u8) -> R {
-    let v = u64::from(flags::cond(cc, c.r.rflags));
+    let v = u64::from(c.cond(cc));
     let l = c.loc(i, 0);
     c.write::<W8>(l, v)?;
     Ok(Flow::Next)
@@ -208,18 +209,14 @@ pub(crate) fn setcc<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn, cc: u8) -> R {
 #[inline(always)]
 pub(crate) fn cmovcc<B: Bus, W: Width>(c: &mut Ctx<'_, B>, i: &Insn, cc: u8) -> R {
     let s = c.read_rm::<W>(i, 1)?;
-    let v = if flags::cond(cc, c.r.rflags) {
-        s
-    } else {
-        c.reg::<W>(i.r[0])
-    };
+    let v = if c.cond(cc) { s } else { c.reg::<W>(i.r[0]) };
     c.set_reg::<W>(i.r[0], v);
     Ok(Flow::Next)
 }
 
 /// `lahf`: AH ← SF:ZF:0:AF:0:PF:1:CF.
 pub(crate) fn lahf<B: Bus>(c: &mut Ctx<'_, B>) -> R {
-    let v = (c.r.rflags & (SF | ZF | AF | PF | CF)) | RESERVED1;
+    let v = (c.flags() & (SF | ZF | AF | PF | CF)) | RESERVED1;
     c.set_reg::<W8>(crate::cpu::decode::HIGH8, v);
     Ok(Flow::Next)
 }
@@ -228,7 +225,8 @@ pub(crate) fn lahf<B: Bus>(c: &mut Ctx<'_, B>) -> R {
 pub(crate) fn sahf<B: Bus>(c: &mut Ctx<'_, B>) -> R {
     let m = SF | ZF | AF | PF | CF;
     let ah = c.reg::<W8>(crate::cpu::decode::HIGH8);
-    c.r.rflags = (c.r.rflags & !m) | (ah & m);
+    let f = (c.flags() & !m) | (ah & m);
+    c.set_flags(f);
     Ok(Flow::Next)
 }
 

@@ -40,7 +40,8 @@ pub(crate) fn mul<B: Bus, W: Width>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     let lo = p as u64 & W::MASK;
     let hi = (p >> W::BITS) as u64 & W::MASK;
     set_pair::<B, W>(c, lo, hi);
-    c.r.rflags = flags::mul_flags(hi != 0, c.r.rflags);
+    let f = flags::mul_flags(hi != 0, c.flags());
+    c.set_flags(f);
     Ok(Flow::Next)
 }
 
@@ -60,7 +61,8 @@ pub(crate) fn imul1<B: Bus, W: Width>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     let src = c.read_rm::<W>(i, 0)?;
     let (lo, hi, ov) = smul::<W>(c.reg::<W>(RAX), src);
     set_pair::<B, W>(c, lo, hi);
-    c.r.rflags = flags::mul_flags(ov, c.r.rflags);
+    let f = flags::mul_flags(ov, c.flags());
+    c.set_flags(f);
     Ok(Flow::Next)
 }
 
@@ -71,7 +73,8 @@ pub(crate) fn imul<B: Bus, W: Width, const THREE: bool>(c: &mut Ctx<'_, B>, i: &
     let other = if THREE { i.imm } else { c.reg::<W>(i.r[0]) };
     let (lo, _, ov) = smul::<W>(other, src);
     c.set_reg::<W>(i.r[0], lo);
-    c.r.rflags = flags::mul_flags(ov, c.r.rflags);
+    let f = flags::mul_flags(ov, c.flags());
+    c.set_flags(f);
     Ok(Flow::Next)
 }
 
@@ -89,7 +92,8 @@ pub(crate) fn div<B: Bus, W: Width>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
         return Err(Fault::DE);
     }
     set_pair::<B, W>(c, q as u64, r as u64);
-    c.r.rflags = flags::div_flags(c.r.rflags);
+    let f = flags::div_flags(c.flags());
+    c.set_flags(f);
     Ok(Flow::Next)
 }
 
@@ -111,6 +115,7 @@ pub(crate) fn idiv<B: Bus, W: Width>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
         return Err(Fault::DE);
     }
     set_pair::<B, W>(c, q as u64 & W::MASK, r as u64 & W::MASK);
-    c.r.rflags = flags::div_flags(c.r.rflags);
+    let f = flags::div_flags(c.flags());
+    c.set_flags(f);
     Ok(Flow::Next)
 }

@@ -3,7 +3,7 @@
 use crate::cpu::bus::Bus;
 use crate::cpu::decode::Insn;
 use crate::cpu::exec::{Ctx, Flow, R};
-use crate::cpu::flags::{self, Width, ARITH, CF, OF};
+use crate::cpu::flags::{self, Width, AF, ARITH, CF, OF};
 
 /// Operation numbers in the hardware's /r order.
 pub(crate) const ROL: u8 = 0;
@@ -33,7 +33,7 @@ pub(crate) fn shift<B: Bus, W: Width, const OP: u8, const SRC: u8>(
     let count = flags::shift_count::<W>(raw);
     let l = c.loc(i, 0);
     let a = c.read::<W>(l)?;
-    let f = c.r.rflags;
+    let f = c.flags();
     let (r, f) = match OP {
         ROL => flags::rol::<W>(a, count, f),
         ROR => flags::ror::<W>(a, count, f),
@@ -46,7 +46,7 @@ pub(crate) fn shift<B: Bus, W: Width, const OP: u8, const SRC: u8>(
     if count != 0 || !i.is_mem() {
         c.write::<W>(l, r)?;
     }
-    c.r.rflags = f;
+    c.set_flags(f);
     Ok(Flow::Next)
 }
 
@@ -67,46 +67,59 @@ pub(crate) fn double<B: Bus, W: Width, const LEFT: bool, const SRC: u8>(
         }
         return Ok(Flow::Next);
     }
-    let (r, f) = shxd::<W>(a, b, count, LEFT, c.r.rflags);
+    let (r, f) = shxd::<W>(a, b, count, LEFT, c.flags());
     c.write::<W>(l, r)?;
-    c.r.rflags = f;
+    c.set_flags(f);
     Ok(Flow::Next)
 }
 
 /// The pure rule of shld/shrd for a count in 1..=31 (63 for 64-bit).
 ///
-/// For 16-bit operands with a count above 16 (architecturally undefined) the bits keep
-/// coming from the repeating pattern `dst:src:dst`.
+/// For 16-bit operands with a count above 16 the result is architecturally undefined; this
+/// follows AMD Zen: the source rotated by `count - 16` (left for shld, right for shrd), CF
+/// clear, OF clear for shld and `res[15] ^ res[14]` for shrd; a shld by exactly 16 sets OF
+/// to CF.
 #[inline(always)]
 pub(crate) fn shxd<W: Width>(a: u64, b: u64, count: u32, left: bool, f: u64) -> (u64, u64) {
     let n = W::BITS;
     let (a, b) = (a & W::MASK, b & W::MASK);
-    let (res, cf) = if n == 64 {
-        // count < 64 here, so neither shift below reaches the width.
-        if left {
-            (
-                (a << count) | ((b >> 1) >> (63 - count)),
-                (a >> (64 - count)) & 1 != 0,
-            )
+    if count > n {
+        // Only 16-bit operands get here (counts are masked to 31).
+        let r = count - n;
+        let res = if left {
+            (b << r) | (b >> (n - r))
         } else {
-            (
-                (a >> count) | ((b << 1) << (63 - count)),
-                (a >> (count - 1)) & 1 != 0,
-            )
-        }
+            (b >> r) | (b << (n - r))
+        };
+        let res = res & W::MASK;
+        let of = !left && ((res ^ (res << 1)) & W::SIGN) != 0;
+        let nf = (f & !ARITH) | flags::szp::<W>(res) | AF | if of { OF } else { 0 };
+        return (res, nf);
+    }
+    // 1 ≤ count ≤ n, so no shift below reaches 64.
+    let (res, cf) = if left {
+        (
+            ((a << count) | (b >> (n - count))) & W::MASK,
+            (a >> (n - count)) & 1 != 0,
+        )
     } else {
-        let (wa, wb) = (u128::from(a), u128::from(b));
-        if left {
-            let v = (wa << (2 * n)) | (wb << n) | wa;
-            let sh = v << count;
-            ((sh >> (2 * n)) as u64 & W::MASK, (sh >> (3 * n)) & 1 != 0)
-        } else {
-            let v = (wa << (2 * n)) | (wb << n) | wa;
-            ((v >> count) as u64 & W::MASK, (v >> (count - 1)) & 1 != 0)
-        }
+        (
+            ((a >> count) | (b << (n - count))) & W::MASK,
+            (a >> (count - 1)) & 1 != 0,
+        )
     };
-    let of = ((res ^ a) & W::SIGN) != 0;
-    let mut nf = (f & !ARITH) | flags::szp::<W>(res);
+    // The count-1 definition, extended to larger counts the way AMD does: shld like shl
+    // (msb ^ CF), shrd like shr (the top two result bits differ).
+    // A 16-bit shld by exactly 16 reports OF = CF on AMD Zen.
+    let of = if left && count == n {
+        cf
+    } else if left {
+        (res & W::SIGN != 0) ^ cf
+    } else {
+        ((res ^ (res << 1)) & W::SIGN) != 0
+    };
+    // AF (undefined) is set, as by the single shifts.
+    let mut nf = (f & !ARITH) | flags::szp::<W>(res) | AF;
     if cf {
         nf |= CF;
     }

@@ -124,7 +124,7 @@ pub(crate) fn enter<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
 /// `pushf` (pushfq or, with 66, pushfw): RF and VM read as 0.
 #[inline(always)]
 pub(crate) fn pushf<B: Bus, W: Width>(c: &mut Ctx<'_, B>) -> R {
-    let v = c.r.rflags & !(RF | VM);
+    let v = c.flags() & !(RF | VM);
     c.push::<W>(v)?;
     Ok(Flow::Next)
 }
@@ -140,6 +140,7 @@ pub(crate) fn popf<B: Bus, W: Width>(c: &mut Ctx<'_, B>) -> R {
         POPF_MASK
     };
     c.r.gpr[RSP] = c.r.gpr[RSP].wrapping_add(W::BYTES as u64);
-    c.r.rflags = (c.r.rflags & !m) | (v & m);
+    let f = (c.flags() & !m) | (v & m);
+    c.set_flags(f);
     Ok(Flow::Next)
 }

@@ -8,7 +8,8 @@
 use crate::cpu::bus::Bus;
 use crate::cpu::decode::{attr, Insn};
 use crate::cpu::exec::{Ctx, Flow, R};
-use crate::cpu::flags::{self, Width, DF, ZF};
+use crate::cpu::flags::{Width, DF};
+use crate::cpu::lazy::kind;
 
 pub(crate) const MOVS: u8 = 0;
 pub(crate) const STOS: u8 = 1;
@@ -54,15 +55,14 @@ fn once<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn, amask: u64
         CMPS => {
             let a = c.load::<W>(src, false)?;
             let b = c.load::<W>(dst, false)?;
-            let (_, f) = flags::sub::<W>(a, b, false, c.r.rflags);
-            c.r.rflags = f;
+            c.set_lazy::<W>(kind::SUB, a, b, a.wrapping_sub(b) & W::MASK);
             c.r.gpr[RSI] = adv(si);
             c.r.gpr[RDI] = adv(di);
         }
         _ => {
             let b = c.load::<W>(dst, false)?;
-            let (_, f) = flags::sub::<W>(c.reg::<W>(RAX), b, false, c.r.rflags);
-            c.r.rflags = f;
+            let a = c.reg::<W>(RAX);
+            c.set_lazy::<W>(kind::SUB, a, b, a.wrapping_sub(b) & W::MASK);
             c.r.gpr[RDI] = adv(di);
         }
     }
@@ -82,27 +82,29 @@ pub(crate) fn string<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Ins
     }
     let compare = OP == CMPS || OP == SCAS;
     let repne = i.attr & attr::REPNE != 0;
+    // Iterations beyond the first are added to `retired` here; the run loop counts one.
+    let budget_left = c.limits.budget - c.retired;
     let mut done: u64 = 0;
     loop {
         let cnt = c.r.gpr[RCX] & amask;
         if cnt == 0 {
-            c.extra = done.saturating_sub(1);
+            c.retired += done.saturating_sub(1);
             return Ok(Flow::Next);
         }
-        if done == c.budget_left {
-            c.extra = done - 1;
+        if done == budget_left {
+            c.retired += done - 1;
             return Ok(Flow::Repeat);
         }
         if let Err(f) = once::<B, W, OP>(c, i, amask) {
-            c.extra = done;
+            c.retired += done;
             return Err(f);
         }
         c.r.gpr[RCX] = (cnt - 1) & amask;
         done += 1;
         if compare {
-            let zf = c.r.rflags & ZF != 0;
+            let zf = c.cond(4);
             if zf == repne {
-                c.extra = done - 1;
+                c.retired += done - 1;
                 return Ok(Flow::Next);
             }
         }

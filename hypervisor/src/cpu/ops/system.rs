@@ -17,14 +17,19 @@ pub(crate) const STD: u8 = 4;
 /// clc stc cmc cld std.
 #[inline(always)]
 pub(crate) fn flag<B: Bus, const OP: u8>(c: &mut Ctx<'_, B>) -> R {
-    let f = c.r.rflags;
-    c.r.rflags = match OP {
-        CLC => f & !CF,
-        STC => f | CF,
-        CMC => f ^ CF,
-        CLD => f & !DF,
-        _ => f | DF,
-    };
+    // DF is never pending, so cld/std need not materialise the arithmetic flags.
+    match OP {
+        CLD => c.r.rflags &= !DF,
+        STD => c.r.rflags |= DF,
+        _ => {
+            let f = c.flags();
+            c.set_flags(match OP {
+                CLC => f & !CF,
+                STC => f | CF,
+                _ => f ^ CF,
+            });
+        }
+    }
     Ok(Flow::Next)
 }
 
@@ -51,10 +56,10 @@ pub(crate) fn rdtsc<B: Bus, const AUX: bool>(c: &mut Ctx<'_, B>) -> R {
 
 /// `int imm8`: vector 3 is a #BP trap (Xen's IDT gives it DPL 3); every other vector hits
 /// a DPL-0 gate in ring 3 → #GP(vector * 8 + 2) at the instruction.
-pub(crate) fn int_n<B: Bus>(_c: &mut Ctx<'_, B>, i: &Insn) -> R {
+pub(crate) fn int_n<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     let v = (i.imm & 0xff) as u8;
     if v == crate::cpu::bus::vector::BP {
-        Ok(Flow::Trap(Fault::BP))
+        trap(c, Fault::BP)
     } else {
         Err(Fault::gp(u32::from(v) * 8 + 2))
     }
@@ -64,4 +69,10 @@ pub(crate) fn int_n<B: Bus>(_c: &mut Ctx<'_, B>, i: &Insn) -> R {
 #[inline(always)]
 pub(crate) fn nop<B: Bus>(_c: &mut Ctx<'_, B>) -> R {
     Ok(Flow::Next)
+}
+
+/// A trap: reported after the instruction retires.
+pub(crate) fn trap<B: Bus>(c: &mut Ctx<'_, B>, f: Fault) -> R {
+    c.fault = f;
+    Ok(Flow::Trap)
 }
