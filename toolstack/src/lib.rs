@@ -4,3 +4,7 @@
 //! and the `xi` CLI, all generic over [`hypervisor::Xen`].
 #![forbid(unsafe_code)]
 pub mod stream;
+pub mod p2m;
+pub mod restore;
+pub mod save;
+pub mod suspend;
