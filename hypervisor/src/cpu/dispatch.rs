@@ -669,6 +669,16 @@ fn handle<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
         | C::Sfence_FD
         | C::Sfence_FE
         | C::Sfence_FF
+        | C::Endbr32
+        | C::Rdsspd_r32
+        | C::Rdsspq_r64
+        | C::Incsspd_r32
+        | C::Incsspq_r64
+        | C::Prefetch_m8
+        | C::Prefetchw_m8
+        | C::Reservednop_rm16_r16_0F0D
+        | C::Reservednop_rm32_r32_0F0D
+        | C::Reservednop_rm64_r64_0F0D
         | C::Reservednop_rm16_r16_0F18
         | C::Reservednop_rm32_r32_0F18
         | C::Reservednop_rm64_r64_0F18
@@ -743,10 +753,7 @@ fn handle<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
         | C::Insd_m32_DX
         | C::Outsb_DX_m8
         | C::Outsw_DX_m16
-        | C::Outsd_DX_m32
-        | C::Invpcid_r64_m128
-        | C::Monitorq
-        | C::Mwait => Err(Fault::gp(0)),
+        | C::Outsd_DX_m32 => Err(Fault::gp(0)),
         _ => Err(Fault::UD),
     }
 }

@@ -63,3 +63,44 @@ proptest! {
         let _ = run(&mut regs, &mut mem, &mut cache, RunLimits { budget: 64, tsc: 0, tsc_aux: 0 });
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Running `budget` instructions in one go, or one instruction per run with a fresh
+    /// decode cache each time, ends in the same state: the cache, straight-line execution
+    /// inside a page, lazy flags and `rep` interruption are all invisible.
+    #[test]
+    fn one_run_equals_single_steps(
+        code in proptest::collection::vec(any::<u8>(), 1..128),
+        gpr in proptest::array::uniform16(interesting_u64()),
+        flags in any::<u64>(),
+        budget in 1u64..100,
+    ) {
+        let mut mem = FlatMemory::new(PAGES);
+        mem.load(0x1000, &code);
+        let mut regs = Regs { gpr, rip: 0x1000, rflags: (flags & 0x0cd5) | 0x202, ..Regs::default() };
+        regs.gpr[4] = STACK;
+        let (mut mem2, mut regs2) = (mem.clone(), regs.clone());
+
+        let mut cache = DecodeCache::new();
+        let one = run(&mut regs, &mut mem, &mut cache, RunLimits { budget, tsc: 7, tsc_aux: 1 });
+
+        let mut retired = 0;
+        let mut exit = Exit::Budget;
+        while retired < budget {
+            let mut fresh = DecodeCache::new();
+            let limits = RunLimits { budget: 1, tsc: 7 + retired, tsc_aux: 1 };
+            let r = run(&mut regs2, &mut mem2, &mut fresh, limits);
+            retired += r.retired;
+            exit = r.exit;
+            if r.exit != Exit::Budget {
+                break;
+            }
+        }
+        prop_assert_eq!(one.exit, exit);
+        prop_assert_eq!(one.retired, retired);
+        prop_assert_eq!(&regs, &regs2);
+        prop_assert!(mem.bytes() == mem2.bytes(), "memory differs");
+    }
+}

@@ -609,3 +609,63 @@ fn flat_bus_faults_outside_memory() {
     assert!(m.read(0xffc, &mut b).is_ok());
     assert!(m.fetch_page(0x1000).is_err());
 }
+
+#[test]
+fn cmpxchg8b_and_16bit_stack_ops() {
+    let mut vm = Vm::with(|a| {
+        a.mov(rsi, DATA)?;
+        a.mov(eax, 0x1111)?;
+        a.mov(edx, 0x2222)?;
+        a.mov(ebx, 0x3333)?;
+        a.mov(ecx, 0x4444)?;
+        a.lock().cmpxchg8b(qword_ptr(rsi))?;
+        a.setz(r8b)?;
+        a.push(0x1234)?;
+        a.pop(r9w)?; // 16-bit pop of the low half; rsp moves by 2
+        a.push(r9w)?;
+        a.pop(r10)?;
+        a.ud2()
+    });
+    vm.mem.load(DATA, &0x0000_2222_0000_1111_u64.to_le_bytes());
+    vm.mem
+        .load(STACK - 16, &0xdead_beef_cafe_f00d_u64.to_le_bytes());
+    done(&mut vm);
+    assert_eq!(vm.gpr(R8) & 0xff, 1);
+    assert_eq!(vm.mem.peek_u64(DATA), 0x0000_4444_0000_3333);
+    assert_eq!(vm.gpr(R9) & 0xffff, 0x1234);
+    // push r9w stored 2 bytes at STACK-8+2-2 = STACK-8; the qword there is 0x..._0000_1234.
+    assert_eq!(vm.gpr(R10) & 0xffff, 0x1234);
+    assert_eq!(vm.gpr(RSP), STACK - 8 + 2 - 2 + 8);
+}
+
+#[test]
+fn xchg_eax_eax_zero_extends_but_nop_does_not() {
+    // 87 c0 = xchg eax, eax (a 32-bit write); 90 = nop; 41 90 = xchg r8d, eax.
+    let mut vm = Vm::new(&[0x87, 0xc0, 0x90, 0x41, 0x90, 0x0f, 0x0b]);
+    vm.regs.gpr[RAX] = 0x1_0000_0002;
+    vm.regs.gpr[R8] = 0x3_0000_0004;
+    let r = vm.run(3);
+    assert_eq!(r.retired, 3);
+    assert_eq!(vm.gpr(RAX), 4);
+    assert_eq!(vm.gpr(R8), 2);
+}
+
+#[test]
+fn hint_nops_do_nothing() {
+    let codes: [&[u8]; 6] = [
+        &[0xf3, 0x0f, 0x1e, 0xfb],       // endbr32
+        &[0xf3, 0x48, 0x0f, 0x1e, 0xc8], // rdsspq rax: a nop without CET
+        &[0x0f, 0x18, 0x00],             // prefetchnta [rax]
+        &[0x0f, 0x0d, 0x08],             // prefetchw [rax]
+        &[0x0f, 0x1f, 0x44, 0x00, 0x00], // nop dword [rax+rax]
+        &[0x66, 0x90],                   // xchg ax, ax
+    ];
+    for code in codes {
+        let mut vm = Vm::new(code);
+        vm.regs.gpr[RAX] = 0xdead_0000_0000; // nonexistent memory: hints must not fault
+        let before = vm.regs.clone();
+        let r = vm.run(1);
+        assert_eq!((r.exit, r.retired), (Exit::Budget, 1), "{code:x?}");
+        assert_eq!(vm.regs.gpr, before.gpr, "{code:x?}");
+    }
+}
