@@ -258,3 +258,77 @@ mod epoch_run {
         assert!(mx.log.is_empty(), "{:?}", mx.log);
     }
 }
+
+mod pagetable_run {
+    use crate::guests::pagetable::PagetableOracle;
+    use crate::minixen::MiniXen;
+    use crate::oracle::{check_console, Status, Stop};
+    use crate::toy;
+
+    fn dump(mx: &MiniXen, d: u16) -> String {
+        let dom = &mx.doms[&d];
+        format!(
+            "console:\n{}\nlog: {:?}\nshutdown: {:?}\ninsns {}",
+            dom.console, mx.log, dom.shutdown, dom.insns
+        )
+    }
+
+    fn steps(mx: &MiniXen, d: u16) -> u64 {
+        Status::read_raw(&mx.pages(d)).map(|s| s.steps).unwrap_or(0)
+    }
+
+    #[test]
+    fn pagetable_rounds_suspend_and_restore() {
+        let img = toy("pagetable", "report=5").unwrap();
+        let o = PagetableOracle::new(&img.params);
+        let mut mx = MiniXen::new();
+        let (d, _) = mx.build(&img, 600, "");
+        assert!(
+            mx.run_until(5_000_000, |m| steps(m, d) >= 3
+                || m.doms[&d].shutdown.is_some()),
+            "{}",
+            dump(&mx, d)
+        );
+        o.check(&mx.pages(d), Stop::Anywhere)
+            .unwrap_or_else(|e| panic!("{e}\n{}", dump(&mx, d)));
+        mx.request_suspend(d);
+        assert!(
+            mx.run_until(5_000_000, |m| m.doms[&d].shutdown.is_some()),
+            "{}",
+            dump(&mx, d)
+        );
+        assert_eq!(mx.doms[&d].shutdown, Some(2), "{}", dump(&mx, d));
+        let st = o
+            .check(&mx.pages(d), Stop::SafePoint)
+            .unwrap_or_else(|e| panic!("{e}\n{}", dump(&mx, d)));
+        let saved = mx.save(d).unwrap_or_else(|e| panic!("save: {e}"));
+        let d2 = mx.restore(&saved);
+        assert!(
+            mx.run_until(20_000_000, |m| steps(m, d2) >= st.steps + 40
+                || m.doms[&d2].shutdown.is_some()),
+            "{}",
+            dump(&mx, d2)
+        );
+        mx.request_suspend(d2);
+        assert!(
+            mx.run_until(5_000_000, |m| m.doms[&d2].shutdown.is_some()),
+            "{}",
+            dump(&mx, d2)
+        );
+        let st = o
+            .check(&mx.pages(d2), Stop::SafePoint)
+            .unwrap_or_else(|e| panic!("{e}\n{}", dump(&mx, d2)));
+        assert!(st.steps > 40);
+        let exp = o.expected_console(st.steps);
+        check_console(
+            "pagetable",
+            &mx.doms[&d2].console,
+            &st,
+            Stop::SafePoint,
+            &exp,
+            &exp,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", dump(&mx, d2)));
+        assert!(mx.log.is_empty(), "{:?}", mx.log);
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod counter;
 pub mod epoch;
+pub mod pagetable;
 
 use crate::asm::AsmResult;
 use crate::params::Guest;
@@ -18,6 +19,10 @@ pub(crate) fn emit(g: &mut Gen<'_>) -> AsmResult<u64> {
         Guest::Epoch => {
             epoch::emit(g)?;
             Ok(epoch::region_pages(g.p))
+        }
+        Guest::Pagetable => {
+            pagetable::emit(g)?;
+            Ok(pagetable::region_pages(g.p))
         }
         _ => todo!(),
     }
