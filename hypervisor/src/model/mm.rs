@@ -91,12 +91,13 @@
 //! | memory_op | [`Memory::increase_reservation`], [`Memory::decrease_reservation`], [`Memory::populate_physmap`], [`Memory::maximum_ram_page`], [`Memory::machphys_mfn_list`] | xen/common/memory.c |
 //! | M2P / P2M | [`Memory::m2p`], [`Memory::set_m2p`], [`Memory::p2m`] | `set_gpfn_from_mfn` |
 //! | mmu_update | [`Memory::mmu_update`] | `do_mmu_update` |
-//! | mmuext_op | [`Memory::pin`], [`Memory::unpin`], [`Memory::clear_page`], [`Memory::copy_page`] | `do_mmuext_op` |
+//! | mmuext_op | [`Memory::mmuext_pg_owner`], [`Memory::pin`], [`Memory::unpin`], [`Memory::clear_page`], [`Memory::copy_page`] | `do_mmuext_op` |
 //! | references held by the model | [`Memory::get_page_and_type`], [`Memory::put_page_and_type`], [`Memory::get_page`], [`Memory::put_page`] | `get_page_and_type_from_mfn` |
 //! | update_va_mapping | [`Memory::update_va_mapping`], [`Memory::update_va_mapping_otherdomain`] | `__do_update_va_mapping` |
 //! | getpageframeinfo3 | [`Memory::page_type_info`] | arch_do_domctl |
-//! | guest stores | [`Memory::guest_write`], [`Memory::foreign_write_check`], [`Memory::mark_code`], [`Memory::frame_gen`] | `paging_mark_dirty` |
-//! | log-dirty | [`Memory::logdirty_enable`], [`Memory::logdirty_disable`], [`Memory::logdirty_clean`], [`Memory::logdirty_peek`] | xen/arch/x86/mm/paging.c |
+//! | guest stores | [`Memory::guest_write`], [`Memory::foreign_map_check`] (`foreign_read_check`, `foreign_write_check`), [`Memory::mark_code`], [`Memory::frame_gen`] | `paging_mark_dirty`, `get_page_from_l1e` |
+//! | log-dirty | [`Memory::logdirty_enable`], [`Memory::logdirty_disable`], [`Memory::logdirty_clean`], [`Memory::logdirty_peek`], [`Memory::logdirty_read`] | xen/arch/x86/mm/paging.c |
+//! | guest-virtual access | `model::walk`: `translate`, `probe`, `copy_from_guest`, `copy_to_guest` | `guest_walk_tables`, `copy_{from,to}_user` |
 //! | invariants | [`Memory::check_invariants`] (in `model::invariants`) | |
 //!
 //! # What the model simplifies
@@ -113,6 +114,8 @@
 //!   back.
 //! - Dying domains are invisible to every operation (`ESRCH`) even while some of their
 //!   frames linger because another domain still references them.
+//! - `mmu_update` with a foreign PFD does not check that the PFD has a vCPU 0 (Xen's
+//!   `EINVAL`); L1TF handling of non-present entries (`pv_l1tf_check_*`) is absent.
 //! - The control domain (for `xsm_priv_mapping`) is dom0.
 
 mod ops;
@@ -295,6 +298,7 @@ pub(crate) struct DomMem {
 }
 
 /// Machine memory: frame bookkeeping plus the bytes of every frame.
+#[derive(Clone)]
 pub struct Memory {
     pub(super) frames: Vec<FrameInfo>,
     pub(super) data: Vec<u8>,
