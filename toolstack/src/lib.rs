@@ -3,6 +3,8 @@
 //! Domain builder, suspend protocol, Xen-format streams, save, restore, live migration
 //! and the `xi` CLI, all generic over [`hypervisor::Xen`].
 #![forbid(unsafe_code)]
+pub mod build;
+pub mod config;
 pub mod stream;
 pub mod p2m;
 pub mod restore;
