@@ -23,6 +23,10 @@ struct Cli {
     /// /dev/xen/privcmd (needs a build with `--features hw`, on a dom0).
     #[arg(long, value_enum, env = "XI_BACKEND", default_value = "model", global = true)]
     backend: Backend,
+    /// Act on the model host served at this socket (`xi host serve`) instead of a fresh
+    /// in-process model.
+    #[arg(long, env = "XI_HOST", global = true)]
+    host: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +74,25 @@ enum Command {
         /// The save file.
         file: PathBuf,
     },
+    /// Model hosts.
+    Host {
+        #[command(subcommand)]
+        cmd: HostCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HostCmd {
+    /// Run a model host as a daemon on a Unix socket, so separate `xi --host PATH …`
+    /// commands act on one simulated machine.
+    Serve {
+        /// The socket to listen on.
+        #[arg(long, default_value = "/tmp/xi-host.sock")]
+        socket: PathBuf,
+        /// Machine memory in MiB.
+        #[arg(long, default_value_t = 256)]
+        memory: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,14 +114,30 @@ fn run(cli: Cli) -> Result<()> {
             println!("xi demo: placeholder — the save/restore demo lands with the save/restore issue");
             Ok(())
         }
+        Command::Host { cmd: HostCmd::Serve { socket, memory } } => serve(&socket, memory),
         cmd => {
-            let mut x = open_backend(cli.backend)?;
+            let mut x = open_backend(cli.backend, cli.host.as_deref())?;
             on_host(x.as_mut(), cmd)
         }
     }
 }
 
-fn open_backend(b: Backend) -> Result<Box<dyn Xen>> {
+fn serve(socket: &std::path::Path, memory_mib: u64) -> Result<()> {
+    if socket.exists() {
+        std::fs::remove_file(socket).with_context(|| format!("remove stale socket {}", socket.display()))?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(socket).with_context(|| format!("listen on {}", socket.display()))?;
+    let mut m = hypervisor::model::Model::new(hypervisor::model::ModelConfig { machine_frames: memory_mib * 256 });
+    eprintln!("xi host: model host with {memory_mib} MiB serving on {}", socket.display());
+    hypervisor::remote::serve_unix(&mut m, listener, &|| false).context("serve")?;
+    Ok(())
+}
+
+fn open_backend(b: Backend, host: Option<&std::path::Path>) -> Result<Box<dyn Xen>> {
+    if let Some(path) = host {
+        let r = hypervisor::remote::RemoteXen::connect(path).with_context(|| format!("connect to the xi host at {}", path.display()))?;
+        return Ok(Box::new(r));
+    }
     match b {
         Backend::Model => Ok(Box::new(hypervisor::model::Model::new(hypervisor::model::ModelConfig::default()))),
         #[cfg(feature = "hw")]
@@ -120,7 +159,9 @@ fn on_host(x: &mut dyn Xen, cmd: Command) -> Result<()> {
             let _ = x.xs_release(DomId::new(domid));
             Ok(())
         }
-        Command::Inspect { .. } | Command::Verify { .. } | Command::Demo => unreachable!("handled without a host"),
+        Command::Inspect { .. } | Command::Verify { .. } | Command::Demo | Command::Host { .. } => {
+            unreachable!("handled without a host")
+        }
     }
 }
 
