@@ -84,7 +84,10 @@ impl XsPerm {
             return None;
         }
         let dom: u16 = rest.parse().ok()?;
-        Some(XsPerm { dom: DomId::new(dom), access })
+        Some(XsPerm {
+            dom: DomId::new(dom),
+            access,
+        })
     }
 }
 
@@ -183,8 +186,11 @@ pub trait Xen {
     ///
     /// # Errors
     /// Xen's errno.
-    fn evtchn_bind_interdomain(&mut self, remote: DomId, remote_port: Port)
-        -> Result<Port, XenError>;
+    fn evtchn_bind_interdomain(
+        &mut self,
+        remote: DomId,
+        remote_port: Port,
+    ) -> Result<Port, XenError>;
     /// Event channel device: allocate an unbound port for `remote` to bind to.
     ///
     /// # Errors
@@ -252,8 +258,7 @@ pub trait Xen {
     ///
     /// # Errors
     /// xenstored's errno.
-    fn xs_set_perms(&mut self, tx: XsTxId, path: &str, perms: &[XsPerm])
-        -> Result<(), XenError>;
+    fn xs_set_perms(&mut self, tx: XsTxId, path: &str, perms: &[XsPerm]) -> Result<(), XenError>;
     /// xenstore WATCH; fires once at once for the watched path.
     ///
     /// # Errors

@@ -62,7 +62,10 @@ impl Xen for Model {
     }
 
     fn xen_version(&mut self, cmd: u32, arg: &mut [u8]) -> Result<i64, XenError> {
-        wrap("xen_version", self.xen_version_io(&mut BufIo(arg), u64::from(cmd), 0))
+        wrap(
+            "xen_version",
+            self.xen_version_io(&mut BufIo(arg), u64::from(cmd), 0),
+        )
     }
 
     fn domctl(&mut self, domctl: &mut XenDomctl, buf: &mut [u8]) -> Result<i64, XenError> {
@@ -95,24 +98,53 @@ impl Xen for Model {
             _ => None,
         };
         if let Some(off) = handle_off {
-            let slot = arg.get_mut(off..off + 8).ok_or_else(|| XenError::xen("memory_op", Errno::EFAULT))?;
+            let slot = arg
+                .get_mut(off..off + 8)
+                .ok_or_else(|| XenError::xen("memory_op", Errno::EFAULT))?;
             slot.copy_from_slice(&BUF_BASE.to_le_bytes());
         }
-        let r = self.memory_op_io(DOM0, &mut MemOpIo { arg: &mut *arg, buf }, u64::from(cmd), 0);
+        let r = self.memory_op_io(
+            DOM0,
+            &mut MemOpIo {
+                arg: &mut *arg,
+                buf,
+            },
+            u64::from(cmd),
+            0,
+        );
         if let Some(off) = handle_off {
             arg[off..off + 8].copy_from_slice(&0u64.to_le_bytes());
         }
         wrap("memory_op", r)
     }
 
-    fn mmu_update(&mut self, reqs: &[MmuUpdate], done: &mut u32, foreigndom: u32) -> Result<i64, XenError> {
+    fn mmu_update(
+        &mut self,
+        reqs: &[MmuUpdate],
+        done: &mut u32,
+        foreigndom: u32,
+    ) -> Result<i64, XenError> {
         *done = 0;
-        wrap("mmu_update", self.mem.mmu_update(DOM0, true, reqs, foreigndom, done).map(|()| 0))
+        wrap(
+            "mmu_update",
+            self.mem
+                .mmu_update(DOM0, true, reqs, foreigndom, done)
+                .map(|()| 0),
+        )
     }
 
-    fn mmuext_op(&mut self, ops: &[MmuextOp], done: &mut u32, foreigndom: u32) -> Result<i64, XenError> {
+    fn mmuext_op(
+        &mut self,
+        ops: &[MmuextOp],
+        done: &mut u32,
+        foreigndom: u32,
+    ) -> Result<i64, XenError> {
         *done = 0;
-        wrap("mmuext_op", self.mmuext_ops(DOM0, None, ops, foreigndom, done).map(|()| 0))
+        wrap(
+            "mmuext_op",
+            self.mmuext_ops(DOM0, None, ops, foreigndom, done)
+                .map(|()| 0),
+        )
     }
 
     fn event_channel_op(&mut self, cmd: u32, arg: &mut [u8]) -> Result<i64, XenError> {
@@ -120,11 +152,21 @@ impl Xen for Model {
         wrap("event_channel_op", r)
     }
 
-    fn foreign_read(&mut self, dom: DomId, mfns: &[Mfn], buf: &mut [u8], errs: &mut [i32]) -> Result<(), XenError> {
+    fn foreign_read(
+        &mut self,
+        dom: DomId,
+        mfns: &[Mfn],
+        buf: &mut [u8],
+        errs: &mut [i32],
+    ) -> Result<(), XenError> {
         check_batch("foreign_read", mfns.len(), buf.len(), errs.len())?;
         for (i, &mfn) in mfns.iter().enumerate() {
             let page = &mut buf[i * PAGE_SIZE..(i + 1) * PAGE_SIZE];
-            errs[i] = match self.mem.foreign_read_check(dom, mfn).and_then(|()| self.mem.page(mfn)) {
+            errs[i] = match self
+                .mem
+                .foreign_read_check(dom, mfn)
+                .and_then(|()| self.mem.page(mfn))
+            {
                 Ok(p) => {
                     page.copy_from_slice(p);
                     0
@@ -138,11 +180,21 @@ impl Xen for Model {
         Ok(())
     }
 
-    fn foreign_write(&mut self, dom: DomId, mfns: &[Mfn], buf: &[u8], errs: &mut [i32]) -> Result<(), XenError> {
+    fn foreign_write(
+        &mut self,
+        dom: DomId,
+        mfns: &[Mfn],
+        buf: &[u8],
+        errs: &mut [i32],
+    ) -> Result<(), XenError> {
         check_batch("foreign_write", mfns.len(), buf.len(), errs.len())?;
         for (i, &mfn) in mfns.iter().enumerate() {
             let page = &buf[i * PAGE_SIZE..(i + 1) * PAGE_SIZE];
-            errs[i] = match self.mem.foreign_write_check(dom, mfn).and_then(|()| self.mem.guest_write(mfn, 0, page)) {
+            errs[i] = match self
+                .mem
+                .foreign_write_check(dom, mfn)
+                .and_then(|()| self.mem.guest_write(mfn, 0, page))
+            {
                 Ok(()) => 0,
                 Err(e) => -e.0,
             };
@@ -150,20 +202,33 @@ impl Xen for Model {
         Ok(())
     }
 
-    fn evtchn_bind_interdomain(&mut self, remote: DomId, remote_port: Port) -> Result<Port, XenError> {
-        let p = wrap("evtchn bind_interdomain", self.evtchn_bind_interdomain(DOM0, remote, remote_port))?;
+    fn evtchn_bind_interdomain(
+        &mut self,
+        remote: DomId,
+        remote_port: Port,
+    ) -> Result<Port, XenError> {
+        let p = wrap(
+            "evtchn bind_interdomain",
+            self.evtchn_bind_interdomain(DOM0, remote, remote_port),
+        )?;
         self.evtchn_dev.bound.insert(p);
         Ok(p)
     }
 
     fn evtchn_bind_unbound_port(&mut self, remote: DomId) -> Result<Port, XenError> {
-        let p = wrap("evtchn bind_unbound_port", self.evtchn_alloc_unbound(DOM0, DomId::SELF, remote))?;
+        let p = wrap(
+            "evtchn bind_unbound_port",
+            self.evtchn_alloc_unbound(DOM0, DomId::SELF, remote),
+        )?;
         self.evtchn_dev.bound.insert(p);
         Ok(p)
     }
 
     fn evtchn_bind_virq(&mut self, virq: u32) -> Result<Port, XenError> {
-        let p = wrap("evtchn bind_virq", self.evtchn_bind_virq(DOM0, virq, crate::types::VcpuId::new(0)))?;
+        let p = wrap(
+            "evtchn bind_virq",
+            self.evtchn_bind_virq(DOM0, virq, crate::types::VcpuId::new(0)),
+        )?;
         self.evtchn_dev.bound.insert(p);
         Ok(p)
     }
@@ -225,11 +290,17 @@ impl Xen for Model {
     }
 
     fn xs_directory(&mut self, tx: XsTxId, path: &str) -> Result<Vec<String>, XenError> {
-        wrap("xs directory", self.xenstore.directory(Conn::Tools, tx, path))
+        wrap(
+            "xs directory",
+            self.xenstore.directory(Conn::Tools, tx, path),
+        )
     }
 
     fn xs_get_perms(&mut self, tx: XsTxId, path: &str) -> Result<Vec<XsPerm>, XenError> {
-        wrap("xs get_perms", self.xenstore.get_perms(Conn::Tools, tx, path))
+        wrap(
+            "xs get_perms",
+            self.xenstore.get_perms(Conn::Tools, tx, path),
+        )
     }
 
     fn xs_set_perms(&mut self, tx: XsTxId, path: &str, perms: &[XsPerm]) -> Result<(), XenError> {
@@ -242,7 +313,10 @@ impl Xen for Model {
     }
 
     fn xs_unwatch(&mut self, path: &str, token: &str) -> Result<(), XenError> {
-        wrap("xs unwatch", self.xenstore.unwatch(Conn::Tools, path, token))
+        wrap(
+            "xs unwatch",
+            self.xenstore.unwatch(Conn::Tools, path, token),
+        )
     }
 
     fn xs_read_watch(&mut self, timeout_ns: u64) -> Result<Option<XsWatchEvent>, XenError> {
@@ -265,7 +339,10 @@ impl Xen for Model {
     }
 
     fn xs_transaction_start(&mut self) -> Result<XsTxId, XenError> {
-        wrap("xs transaction_start", self.xenstore.transaction_start(Conn::Tools))
+        wrap(
+            "xs transaction_start",
+            self.xenstore.transaction_start(Conn::Tools),
+        )
     }
 
     fn xs_transaction_end(&mut self, tx: XsTxId, commit: bool) -> Result<(), XenError> {

@@ -257,7 +257,11 @@ pub const MODEL_MAX_VCPUS: u32 = 32;
 /// GDT frames a vCPU holds SegDesc references on.
 pub(crate) fn held_gdt_frames(v: &Vcpu) -> Vec<Mfn> {
     let n = v.pv.gdt_ents.div_ceil(512) as usize;
-    v.pv.gdt_frames.iter().take(n.min(16)).map(|&f| Mfn::new(f)).collect()
+    v.pv.gdt_frames
+        .iter()
+        .take(n.min(16))
+        .map(|&f| Mfn::new(f))
+        .collect()
 }
 
 /// `SHUTDOWN_suspend`.

@@ -74,7 +74,12 @@ impl Model {
                 if dom.is_reserved() {
                     return Err(Errno::EINVAL);
                 }
-                let found = self.domains.range(dom..).next().map(|(id, _)| *id).ok_or(Errno::ESRCH)?;
+                let found = self
+                    .domains
+                    .range(dom..)
+                    .next()
+                    .map(|(id, _)| *id)
+                    .ok_or(Errno::ESRCH)?;
                 let info = self.domain_info(found)?;
                 op.domain = found.get();
                 op.set_payload(&info);
@@ -94,7 +99,9 @@ impl Model {
             }
             dc::XEN_DOMCTL_SETVCPUCONTEXT => {
                 let p: dc::DomctlVcpuContext = op.payload();
-                let ctx = VcpuGuestContext::read_from_prefix(buf).map_err(|_| Errno::EFAULT)?.0;
+                let ctx = VcpuGuestContext::read_from_prefix(buf)
+                    .map_err(|_| Errno::EFAULT)?
+                    .0;
                 self.set_vcpu_context(dom, p.vcpu, &ctx).map(|()| 0)
             }
             dc::XEN_DOMCTL_GETVCPUCONTEXT => {
@@ -247,7 +254,9 @@ impl Model {
         }
         // The page must be ordinary RAM the guest can write (Xen takes a writable type
         // reference while it fills the page).
-        self.mem.foreign_write_check(dom, mfn).map_err(|_| Errno::EINVAL)?;
+        self.mem
+            .foreign_write_check(dom, mfn)
+            .map_err(|_| Errno::EINVAL)?;
         let page = hypercall_page();
         self.mem.guest_write(mfn, 0, &page)
     }
@@ -282,7 +291,11 @@ impl Model {
             shared_info_frame: d.shared_info.get(),
             cpu_time: d.vcpus.iter().map(|v| v.cpu_time_ns).sum(),
             nr_online_vcpus: online.len() as u32,
-            max_vcpu_id: if d.vcpus.is_empty() { u32::MAX } else { d.vcpus.len() as u32 - 1 },
+            max_vcpu_id: if d.vcpus.is_empty() {
+                u32::MAX
+            } else {
+                d.vcpus.len() as u32 - 1
+            },
             ssidref: d.ssidref,
             handle: d.handle,
             cpupool: 0,
@@ -300,7 +313,10 @@ impl Model {
         }
         let mut c = VcpuGuestContext::new_zeroed();
         c.fpu_ctxt = v.pv.fpu;
-        let mut flags = v.pv.flags & (vc::VGCF_I387_VALID | vc::VGCF_FAILSAFE_DISABLES_EVENTS | vc::VGCF_SYSCALL_DISABLES_EVENTS);
+        let mut flags = v.pv.flags
+            & (vc::VGCF_I387_VALID
+                | vc::VGCF_FAILSAFE_DISABLES_EVENTS
+                | vc::VGCF_SYSCALL_DISABLES_EVENTS);
         if v.pv.in_kernel {
             flags |= vc::VGCF_IN_KERNEL;
         }
@@ -312,15 +328,40 @@ impl Model {
         let g = &r.gpr;
         use crate::cpu::gpr::*;
         c.user_regs = vc::CpuUserRegs {
-            r15: g[R15], r14: g[R14], r13: g[R13], r12: g[R12], rbp: g[RBP], rbx: g[RBX],
-            r11: g[R11], r10: g[R10], r9: g[R9], r8: g[R8], rax: g[RAX], rcx: g[RCX],
-            rdx: g[RDX], rsi: g[RSI], rdi: g[RDI],
-            rip: r.rip, cs: r.cs, rflags: r.rflags, rsp: g[RSP], ss: r.ss,
-            es: r.es, ds: r.ds, fs: r.fs, gs: r.gs,
+            r15: g[R15],
+            r14: g[R14],
+            r13: g[R13],
+            r12: g[R12],
+            rbp: g[RBP],
+            rbx: g[RBX],
+            r11: g[R11],
+            r10: g[R10],
+            r9: g[R9],
+            r8: g[R8],
+            rax: g[RAX],
+            rcx: g[RCX],
+            rdx: g[RDX],
+            rsi: g[RSI],
+            rdi: g[RDI],
+            rip: r.rip,
+            cs: r.cs,
+            rflags: r.rflags,
+            rsp: g[RSP],
+            ss: r.ss,
+            es: r.es,
+            ds: r.ds,
+            fs: r.fs,
+            gs: r.gs,
             ..vc::CpuUserRegs::new_zeroed()
         };
         for (i, t) in v.pv.trap_table.iter().enumerate() {
-            c.trap_ctxt[i] = vc::TrapInfo { vector: t.vector, flags: t.flags, cs: t.cs, pad: 0, address: t.address };
+            c.trap_ctxt[i] = vc::TrapInfo {
+                vector: t.vector,
+                flags: t.flags,
+                cs: t.cs,
+                pad: 0,
+                address: t.address,
+            };
         }
         c.ldt_base = v.pv.ldt_base;
         c.ldt_ents = v.pv.ldt_ents;
@@ -339,7 +380,11 @@ impl Model {
         c.vm_assist = v.pv.vm_assist;
         c.fs_base = r.fs_base;
         // Xen reports the kernel and user gs bases whichever mode the vCPU is in.
-        let (kgs, ugs) = if v.pv.in_kernel { (r.gs_base, r.gs_base_shadow) } else { (r.gs_base_shadow, r.gs_base) };
+        let (kgs, ugs) = if v.pv.in_kernel {
+            (r.gs_base, r.gs_base_shadow)
+        } else {
+            (r.gs_base_shadow, r.gs_base)
+        };
         c.gs_base_kernel = kgs;
         c.gs_base_user = ugs;
         Ok(c)
@@ -347,7 +392,12 @@ impl Model {
 
     /// `XEN_DOMCTL_setvcpucontext` for a 64-bit PV vCPU, validated as Xen's
     /// `arch_set_info_guest` does.
-    pub(crate) fn set_vcpu_context(&mut self, dom: DomId, vcpu: u32, c: &VcpuGuestContext) -> XenResult<()> {
+    pub(crate) fn set_vcpu_context(
+        &mut self,
+        dom: DomId,
+        vcpu: u32,
+        c: &VcpuGuestContext,
+    ) -> XenResult<()> {
         let d = self.domain(dom)?;
         if d.privileged {
             return Err(Errno::EINVAL);
@@ -355,10 +405,18 @@ impl Model {
         let v = d.vcpus.get(vcpu as usize).ok_or(Errno::EINVAL)?;
         let u = &c.user_regs;
         let addrs = [
-            u.rip, u.rsp, c.kernel_sp, c.fs_base, c.gs_base_kernel, c.gs_base_user,
-            c.event_callback_eip, c.syscall_callback_eip, c.failsafe_callback_eip,
+            u.rip,
+            u.rsp,
+            c.kernel_sp,
+            c.fs_base,
+            c.gs_base_kernel,
+            c.gs_base_user,
+            c.event_callback_eip,
+            c.syscall_callback_eip,
+            c.failsafe_callback_eip,
         ];
-        if !addrs.iter().all(|&a| is_canonical(a)) || (c.ldt_ents != 0 && !is_canonical(c.ldt_base)) {
+        if !addrs.iter().all(|&a| is_canonical(a)) || (c.ldt_ents != 0 && !is_canonical(c.ldt_base))
+        {
             return Err(Errno::EINVAL);
         }
         if c.trap_ctxt.iter().any(|t| !is_canonical(t.address)) {
@@ -416,9 +474,21 @@ impl Model {
         let v = &mut d.vcpus[vcpu as usize];
         use crate::cpu::gpr::*;
         let g = &mut v.regs.gpr;
-        g[R15] = u.r15; g[R14] = u.r14; g[R13] = u.r13; g[R12] = u.r12; g[RBP] = u.rbp;
-        g[RBX] = u.rbx; g[R11] = u.r11; g[R10] = u.r10; g[R9] = u.r9; g[R8] = u.r8;
-        g[RAX] = u.rax; g[RCX] = u.rcx; g[RDX] = u.rdx; g[RSI] = u.rsi; g[RDI] = u.rdi;
+        g[R15] = u.r15;
+        g[R14] = u.r14;
+        g[R13] = u.r13;
+        g[R12] = u.r12;
+        g[RBP] = u.rbp;
+        g[RBX] = u.rbx;
+        g[R11] = u.r11;
+        g[R10] = u.r10;
+        g[R9] = u.r9;
+        g[R8] = u.r8;
+        g[RAX] = u.rax;
+        g[RCX] = u.rcx;
+        g[RDX] = u.rdx;
+        g[RSI] = u.rsi;
+        g[RDI] = u.rdi;
         g[RSP] = u.rsp;
         v.regs.rip = u.rip;
         // The guest runs with interrupts "on" and IOPL 0; only arithmetic flags and DF
@@ -443,7 +513,12 @@ impl Model {
         v.pv.fpu = c.fpu_ctxt;
         v.pv.flags = c.flags;
         for (i, t) in c.trap_ctxt.iter().enumerate() {
-            v.pv.trap_table[i] = Trap { vector: t.vector, flags: t.flags, cs: t.cs, address: t.address };
+            v.pv.trap_table[i] = Trap {
+                vector: t.vector,
+                flags: t.flags,
+                cs: t.cs,
+                address: t.address,
+            };
         }
         v.pv.kernel_ss = c.kernel_ss;
         v.pv.kernel_sp = c.kernel_sp;
@@ -469,15 +544,29 @@ impl Model {
 
     /// The references a vCPU holds outside page tables (for the invariant checker).
     pub(crate) fn vcpu_roots(v: &Vcpu) -> Vec<(Mfn, PageType)> {
-        let mut r: Vec<(Mfn, PageType)> = [v.pv.cr3, v.pv.user_cr3].into_iter().flatten().map(|m| (m, PageType::L4)).collect();
+        let mut r: Vec<(Mfn, PageType)> = [v.pv.cr3, v.pv.user_cr3]
+            .into_iter()
+            .flatten()
+            .map(|m| (m, PageType::L4))
+            .collect();
         if v.initialised {
-            r.extend(held_gdt_frames(v).into_iter().map(|m| (m, PageType::SegDesc)));
+            r.extend(
+                held_gdt_frames(v)
+                    .into_iter()
+                    .map(|m| (m, PageType::SegDesc)),
+            );
         }
         r
     }
 
     /// `XEN_DOMCTL_shadow_op` (4.17 x86 semantics for PV log-dirty).
-    fn shadow_op(&mut self, caller: DomId, dom: DomId, p: &mut dc::DomctlShadowOp, buf: &mut [u8]) -> XenResult<i64> {
+    fn shadow_op(
+        &mut self,
+        caller: DomId,
+        dom: DomId,
+        p: &mut dc::DomctlShadowOp,
+        buf: &mut [u8],
+    ) -> XenResult<i64> {
         if dom == caller {
             return Err(Errno::EINVAL);
         }
@@ -513,7 +602,10 @@ impl Model {
                 let clean = p.op == dc::XEN_DOMCTL_SHADOW_OP_CLEAN;
                 let (fault, dirty) = self.mem.logdirty_read(dom, bitmap, &mut pages, clean)?;
                 p.pages = pages;
-                p.stats = dc::ShadowOpStats { fault_count: fault, dirty_count: dirty };
+                p.stats = dc::ShadowOpStats {
+                    fault_count: fault,
+                    dirty_count: dirty,
+                };
                 Ok(0)
             }
             dc::XEN_DOMCTL_SHADOW_OP_GET_ALLOCATION => {
@@ -529,7 +621,12 @@ impl Model {
     ///
     /// # Errors
     /// Xen's errno for the command.
-    pub(crate) fn do_sysctl(&mut self, caller: DomId, op: &mut XenSysctl, buf: &mut [u8]) -> XenResult<i64> {
+    pub(crate) fn do_sysctl(
+        &mut self,
+        caller: DomId,
+        op: &mut XenSysctl,
+        buf: &mut [u8],
+    ) -> XenResult<i64> {
         if op.interface_version != sc::XEN_SYSCTL_INTERFACE_VERSION {
             return Err(Errno::EACCES);
         }
@@ -541,10 +638,17 @@ impl Model {
                 let mut p: sc::SysctlGetDomainInfoList = op.payload();
                 let stride = core::mem::size_of::<dc::DomctlGetDomainInfo>();
                 let mut n = 0usize;
-                let ids: Vec<DomId> = self.domains.range(DomId::new(p.first_domain)..).map(|(id, _)| *id).take(p.max_domains as usize).collect();
+                let ids: Vec<DomId> = self
+                    .domains
+                    .range(DomId::new(p.first_domain)..)
+                    .map(|(id, _)| *id)
+                    .take(p.max_domains as usize)
+                    .collect();
                 for id in ids {
                     let info = self.domain_info(id)?;
-                    let slot = buf.get_mut(n * stride..(n + 1) * stride).ok_or(Errno::EFAULT)?;
+                    let slot = buf
+                        .get_mut(n * stride..(n + 1) * stride)
+                        .ok_or(Errno::EFAULT)?;
                     slot.copy_from_slice(info.as_bytes());
                     n += 1;
                 }

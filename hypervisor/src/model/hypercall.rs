@@ -17,8 +17,8 @@ use crate::abi::mm::{self as abimm, MmuUpdate, MmuextOp};
 use crate::abi::sched as sch;
 use crate::abi::version as ver;
 use crate::error::{Errno, XenResult};
-use crate::model::domctl::is_canonical;
 use crate::model::domain::{Trap, SHUTDOWN_SUSPEND};
+use crate::model::domctl::is_canonical;
 use crate::model::mm::PageType;
 use crate::model::{walk, Model};
 use crate::types::{DomId, Mfn, Port, VcpuId};
@@ -74,7 +74,10 @@ impl ArgIo for BufIo<'_> {
     fn write(&mut self, _: &mut Model, addr: u64, data: &[u8]) -> XenResult<()> {
         let start = usize::try_from(addr).map_err(|_| Errno::EFAULT)?;
         let end = start.checked_add(data.len()).ok_or(Errno::EFAULT)?;
-        self.0.get_mut(start..end).ok_or(Errno::EFAULT)?.copy_from_slice(data);
+        self.0
+            .get_mut(start..end)
+            .ok_or(Errno::EFAULT)?
+            .copy_from_slice(data);
         Ok(())
     }
 }
@@ -105,14 +108,28 @@ fn ret(r: XenResult<i64>) -> HypercallOutcome {
 impl Model {
     /// The page-table root a vCPU's hypercall arguments are translated through.
     fn current_cr3(&self, dom: DomId, vcpu: VcpuId) -> XenResult<Mfn> {
-        let v = self.domain(dom)?.vcpus.get(vcpu.index()).ok_or(Errno::EINVAL)?;
-        let root = if v.pv.in_kernel { v.pv.cr3 } else { v.pv.user_cr3.or(v.pv.cr3) };
+        let v = self
+            .domain(dom)?
+            .vcpus
+            .get(vcpu.index())
+            .ok_or(Errno::EINVAL)?;
+        let root = if v.pv.in_kernel {
+            v.pv.cr3
+        } else {
+            v.pv.user_cr3.or(v.pv.cr3)
+        };
         root.ok_or(Errno::EFAULT)
     }
 
     /// A hypercall from vCPU `vcpu` of `dom`: number `nr`, arguments in rdi, rsi, rdx,
     /// r10, r8 order. Never panics, whatever the guest passes.
-    pub fn hypercall(&mut self, dom: DomId, vcpu: VcpuId, nr: u64, args: [u64; 5]) -> HypercallOutcome {
+    pub fn hypercall(
+        &mut self,
+        dom: DomId,
+        vcpu: VcpuId,
+        nr: u64,
+        args: [u64; 5],
+    ) -> HypercallOutcome {
         let cr3 = match self.current_cr3(dom, vcpu) {
             Ok(c) => c,
             Err(e) => return HypercallOutcome::Return(e.to_ret()),
@@ -121,7 +138,9 @@ impl Model {
         let [a1, a2, a3, a4, a5] = args;
         match nr {
             hc::HYPERVISOR_MMU_UPDATE => ret(self.guest_mmu_update(dom, &mut io, a1, a2, a3, a4)),
-            hc::HYPERVISOR_MMUEXT_OP => ret(self.guest_mmuext_op(dom, vcpu, &mut io, a1, a2, a3, a4)),
+            hc::HYPERVISOR_MMUEXT_OP => {
+                ret(self.guest_mmuext_op(dom, vcpu, &mut io, a1, a2, a3, a4))
+            }
             hc::HYPERVISOR_UPDATE_VA_MAPPING => ret(self.update_va_mapping(dom, vcpu, a1, a2, a3)),
             hc::HYPERVISOR_MEMORY_OP => ret(self.memory_op_io(dom, &mut io, a1, a2)),
             hc::HYPERVISOR_EVENT_CHANNEL_OP => ret(self.event_channel_op_io(dom, &mut io, a1, a2)),
@@ -158,7 +177,10 @@ impl Model {
                 // Types Xen accepts for 64-bit PV: writable_pagetables (2, accepted but
                 // not emulated by the model), runstate_update_flag (5), m2p_strict (32).
                 let allowed = (1u64 << 2) | (1 << 5) | (1 << 32);
-                let bit = 1u64.checked_shl(a2 as u32).filter(|_| a2 < 64).ok_or(Errno::EINVAL)?;
+                let bit = 1u64
+                    .checked_shl(a2 as u32)
+                    .filter(|_| a2 < 64)
+                    .ok_or(Errno::EINVAL)?;
                 if bit & allowed == 0 {
                     return Err(Errno::EINVAL);
                 }
@@ -191,11 +213,23 @@ impl Model {
         vcpu: VcpuId,
         f: impl FnOnce(&mut crate::model::Vcpu) -> XenResult<i64>,
     ) -> XenResult<i64> {
-        let v = self.domain_mut(dom)?.vcpus.get_mut(vcpu.index()).ok_or(Errno::EINVAL)?;
+        let v = self
+            .domain_mut(dom)?
+            .vcpus
+            .get_mut(vcpu.index())
+            .ok_or(Errno::EINVAL)?;
         f(v)
     }
 
-    fn guest_mmu_update(&mut self, dom: DomId, io: &mut dyn ArgIo, reqs: u64, count: u64, pdone: u64, fd: u64) -> XenResult<i64> {
+    fn guest_mmu_update(
+        &mut self,
+        dom: DomId,
+        io: &mut dyn ArgIo,
+        reqs: u64,
+        count: u64,
+        pdone: u64,
+        fd: u64,
+    ) -> XenResult<i64> {
         let mut done_total: u64 = 0;
         let mut result = Ok(0);
         while done_total < count {
@@ -207,7 +241,9 @@ impl Model {
                 break;
             }
             let mut done = 0u32;
-            let r = self.mem.mmu_update(dom, false, &batch, fd as u32, &mut done);
+            let r = self
+                .mem
+                .mmu_update(dom, false, &batch, fd as u32, &mut done);
             done_total += u64::from(done);
             if let Err(e) = r {
                 result = Err(e);
@@ -220,7 +256,16 @@ impl Model {
         result
     }
 
-    fn guest_mmuext_op(&mut self, dom: DomId, vcpu: VcpuId, io: &mut dyn ArgIo, ops: u64, count: u64, pdone: u64, fd: u64) -> XenResult<i64> {
+    fn guest_mmuext_op(
+        &mut self,
+        dom: DomId,
+        vcpu: VcpuId,
+        io: &mut dyn ArgIo,
+        ops: u64,
+        count: u64,
+        pdone: u64,
+        fd: u64,
+    ) -> XenResult<i64> {
         let mut done_total: u64 = 0;
         let mut result = Ok(0);
         while done_total < count {
@@ -246,7 +291,14 @@ impl Model {
     }
 
     /// `mmuext_op` for `caller` (a guest vCPU, or dom0 on behalf of `foreigndom`).
-    pub(crate) fn mmuext_ops(&mut self, caller: DomId, vcpu: Option<VcpuId>, ops: &[MmuextOp], foreigndom: u32, done: &mut u32) -> XenResult<()> {
+    pub(crate) fn mmuext_ops(
+        &mut self,
+        caller: DomId,
+        vcpu: Option<VcpuId>,
+        ops: &[MmuextOp],
+        foreigndom: u32,
+        done: &mut u32,
+    ) -> XenResult<()> {
         let privileged = self.domain(caller)?.privileged;
         let fd = match foreigndom as u16 {
             x if DomId::new(x) == DomId::SELF => caller,
@@ -259,13 +311,23 @@ impl Model {
         for op in ops {
             let mfn = Mfn::new(op.arg1);
             let r = match op.cmd {
-                abimm::MMUEXT_PIN_L1_TABLE => self.mem.pin(caller, privileged, fd, mfn, PageType::L1),
-                abimm::MMUEXT_PIN_L2_TABLE => self.mem.pin(caller, privileged, fd, mfn, PageType::L2),
-                abimm::MMUEXT_PIN_L3_TABLE => self.mem.pin(caller, privileged, fd, mfn, PageType::L3),
-                abimm::MMUEXT_PIN_L4_TABLE => self.mem.pin(caller, privileged, fd, mfn, PageType::L4),
+                abimm::MMUEXT_PIN_L1_TABLE => {
+                    self.mem.pin(caller, privileged, fd, mfn, PageType::L1)
+                }
+                abimm::MMUEXT_PIN_L2_TABLE => {
+                    self.mem.pin(caller, privileged, fd, mfn, PageType::L2)
+                }
+                abimm::MMUEXT_PIN_L3_TABLE => {
+                    self.mem.pin(caller, privileged, fd, mfn, PageType::L3)
+                }
+                abimm::MMUEXT_PIN_L4_TABLE => {
+                    self.mem.pin(caller, privileged, fd, mfn, PageType::L4)
+                }
                 abimm::MMUEXT_UNPIN_TABLE => self.mem.unpin(caller, privileged, fd, mfn),
                 abimm::MMUEXT_NEW_BASEPTR | abimm::MMUEXT_NEW_USER_BASEPTR => match vcpu {
-                    Some(v) => self.new_baseptr(caller, v, mfn, op.cmd == abimm::MMUEXT_NEW_USER_BASEPTR),
+                    Some(v) => {
+                        self.new_baseptr(caller, v, mfn, op.cmd == abimm::MMUEXT_NEW_USER_BASEPTR)
+                    }
                     None => Err(Errno::EINVAL),
                 },
                 abimm::MMUEXT_TLB_FLUSH_LOCAL
@@ -277,7 +339,11 @@ impl Model {
                 | abimm::MMUEXT_FLUSH_CACHE
                 | abimm::MMUEXT_FLUSH_CACHE_GLOBAL => {
                     // Translations are not cached across hypercalls yet: nothing to flush.
-                    if vcpu.is_some() { Ok(()) } else { Err(Errno::EINVAL) }
+                    if vcpu.is_some() {
+                        Ok(())
+                    } else {
+                        Err(Errno::EINVAL)
+                    }
                 }
                 abimm::MMUEXT_SET_LDT => match vcpu {
                     Some(v) => {
@@ -323,13 +389,34 @@ impl Model {
         Ok(())
     }
 
-    fn with_vcpu_root(&mut self, dom: DomId, vcpu: VcpuId, user: bool, new: Option<Mfn>) -> XenResult<Option<Mfn>> {
-        let v = self.domain_mut(dom)?.vcpus.get_mut(vcpu.index()).ok_or(Errno::EINVAL)?;
-        let slot = if user { &mut v.pv.user_cr3 } else { &mut v.pv.cr3 };
+    fn with_vcpu_root(
+        &mut self,
+        dom: DomId,
+        vcpu: VcpuId,
+        user: bool,
+        new: Option<Mfn>,
+    ) -> XenResult<Option<Mfn>> {
+        let v = self
+            .domain_mut(dom)?
+            .vcpus
+            .get_mut(vcpu.index())
+            .ok_or(Errno::EINVAL)?;
+        let slot = if user {
+            &mut v.pv.user_cr3
+        } else {
+            &mut v.pv.cr3
+        };
         Ok(std::mem::replace(slot, new))
     }
 
-    fn update_va_mapping(&mut self, dom: DomId, vcpu: VcpuId, va: u64, pte: u64, flags: u64) -> XenResult<i64> {
+    fn update_va_mapping(
+        &mut self,
+        dom: DomId,
+        vcpu: VcpuId,
+        va: u64,
+        pte: u64,
+        flags: u64,
+    ) -> XenResult<i64> {
         let cr3 = self.current_cr3(dom, vcpu)?;
         self.mem.update_va_mapping(dom, cr3, va, pte)?;
         // UVMF_* flush requests: nothing cached to flush; a bad vcpumask pointer in
@@ -338,7 +425,13 @@ impl Model {
         Ok(0)
     }
 
-    fn set_segment_base(&mut self, dom: DomId, vcpu: VcpuId, which: u64, value: u64) -> XenResult<i64> {
+    fn set_segment_base(
+        &mut self,
+        dom: DomId,
+        vcpu: VcpuId,
+        which: u64,
+        value: u64,
+    ) -> XenResult<i64> {
         self.with_vcpu(dom, vcpu, |v| {
             match which {
                 // SEGBASE_FS
@@ -378,7 +471,13 @@ impl Model {
         })
     }
 
-    fn set_trap_table(&mut self, dom: DomId, vcpu: VcpuId, io: &mut dyn ArgIo, table: u64) -> XenResult<i64> {
+    fn set_trap_table(
+        &mut self,
+        dom: DomId,
+        vcpu: VcpuId,
+        io: &mut dyn ArgIo,
+        table: u64,
+    ) -> XenResult<i64> {
         if table == 0 {
             // NULL clears the whole table.
             return self.with_vcpu(dom, vcpu, |v| {
@@ -402,13 +501,25 @@ impl Model {
         }
         self.with_vcpu(dom, vcpu, |v| {
             for t in entries {
-                v.pv.trap_table[t.vector as usize] = Trap { vector: t.vector, flags: t.flags, cs: t.cs, address: t.address };
+                v.pv.trap_table[t.vector as usize] = Trap {
+                    vector: t.vector,
+                    flags: t.flags,
+                    cs: t.cs,
+                    address: t.address,
+                };
             }
             Ok(0)
         })
     }
 
-    fn callback_op(&mut self, dom: DomId, vcpu: VcpuId, io: &mut dyn ArgIo, cmd: u64, arg: u64) -> XenResult<i64> {
+    fn callback_op(
+        &mut self,
+        dom: DomId,
+        vcpu: VcpuId,
+        io: &mut dyn ArgIo,
+        cmd: u64,
+        arg: u64,
+    ) -> XenResult<i64> {
         let cb: hc::CallbackRegister = read_struct(io, self, arg)?;
         let addr = match cmd {
             hc::CALLBACKOP_REGISTER => cb.address,
@@ -447,7 +558,15 @@ impl Model {
         })
     }
 
-    fn vcpu_op(&mut self, dom: DomId, caller_vcpu: VcpuId, io: &mut dyn ArgIo, cmd: u64, target: u64, arg: u64) -> XenResult<i64> {
+    fn vcpu_op(
+        &mut self,
+        dom: DomId,
+        caller_vcpu: VcpuId,
+        io: &mut dyn ArgIo,
+        cmd: u64,
+        target: u64,
+        arg: u64,
+    ) -> XenResult<i64> {
         let d = self.domain(dom)?;
         let t = usize::try_from(target).map_err(|_| Errno::ENOENT)?;
         if t >= d.vcpus.len() {
@@ -502,7 +621,15 @@ impl Model {
         }
     }
 
-    fn sched_op(&mut self, dom: DomId, vcpu: VcpuId, io: &mut dyn ArgIo, cmd: u64, arg: u64, rdx: u64) -> HypercallOutcome {
+    fn sched_op(
+        &mut self,
+        dom: DomId,
+        vcpu: VcpuId,
+        io: &mut dyn ArgIo,
+        cmd: u64,
+        arg: u64,
+        rdx: u64,
+    ) -> HypercallOutcome {
         let r: XenResult<i64> = (|| match cmd {
             sch::SCHEDOP_YIELD => Ok(0),
             sch::SCHEDOP_BLOCK => {
@@ -540,7 +667,10 @@ impl Model {
                 }
                 let deadline = (p.timeout != 0).then_some(p.timeout);
                 self.with_vcpu(dom, vcpu, |v| {
-                    v.poll = Some(crate::model::domain::PollState { ports, deadline_ns: deadline });
+                    v.poll = Some(crate::model::domain::PollState {
+                        ports,
+                        deadline_ns: deadline,
+                    });
                     Ok(0)
                 })
             }
@@ -578,13 +708,22 @@ impl Model {
         })();
         match (cmd, r) {
             (_, Err(e)) => HypercallOutcome::Return(e.to_ret()),
-            (sch::SCHEDOP_YIELD | sch::SCHEDOP_BLOCK | sch::SCHEDOP_POLL | sch::SCHEDOP_SHUTDOWN, Ok(v)) => HypercallOutcome::Preempt(v),
+            (
+                sch::SCHEDOP_YIELD | sch::SCHEDOP_BLOCK | sch::SCHEDOP_POLL | sch::SCHEDOP_SHUTDOWN,
+                Ok(v),
+            ) => HypercallOutcome::Preempt(v),
             (_, Ok(v)) => HypercallOutcome::Return(v),
         }
     }
 
     /// `memory_op(cmd, arg)` for `caller` (guest or dom0).
-    pub(crate) fn memory_op_io(&mut self, caller: DomId, io: &mut dyn ArgIo, cmd: u64, arg: u64) -> XenResult<i64> {
+    pub(crate) fn memory_op_io(
+        &mut self,
+        caller: DomId,
+        io: &mut dyn ArgIo,
+        cmd: u64,
+        arg: u64,
+    ) -> XenResult<i64> {
         let privileged = self.domain(caller)?.privileged;
         let target = |raw: u16| -> XenResult<DomId> {
             let d = DomId::new(raw);
@@ -598,7 +737,9 @@ impl Model {
         };
         let op = cmd & xm::MEMOP_CMD_MASK;
         match op {
-            xm::XENMEM_INCREASE_RESERVATION | xm::XENMEM_DECREASE_RESERVATION | xm::XENMEM_POPULATE_PHYSMAP => {
+            xm::XENMEM_INCREASE_RESERVATION
+            | xm::XENMEM_DECREASE_RESERVATION
+            | xm::XENMEM_POPULATE_PHYSMAP => {
                 let r: xm::MemoryReservation = read_struct(io, self, arg)?;
                 let dom = target(r.domid)?;
                 self.domain(dom)?;
@@ -615,8 +756,12 @@ impl Model {
                         io.read(self, at, ext.as_mut_bytes())?;
                     }
                     let k = match op {
-                        xm::XENMEM_INCREASE_RESERVATION => self.mem.increase_reservation(dom, &mut ext, 0)?,
-                        xm::XENMEM_DECREASE_RESERVATION => self.mem.decrease_reservation(dom, &ext, 0)?,
+                        xm::XENMEM_INCREASE_RESERVATION => {
+                            self.mem.increase_reservation(dom, &mut ext, 0)?
+                        }
+                        xm::XENMEM_DECREASE_RESERVATION => {
+                            self.mem.decrease_reservation(dom, &ext, 0)?
+                        }
                         _ => self.mem.populate_physmap(dom, &mut ext, 0)?,
                     };
                     if op != xm::XENMEM_DECREASE_RESERVATION && k > 0 && r.extent_start != 0 {
@@ -634,11 +779,19 @@ impl Model {
                 let d: xm::MemoryDomain = read_struct(io, self, arg)?;
                 let dom = target(d.domid)?;
                 self.domain(dom)?;
-                Ok(if op == xm::XENMEM_CURRENT_RESERVATION { self.mem.tot_pages(dom) } else { self.mem.max_pages(dom) } as i64)
+                Ok(if op == xm::XENMEM_CURRENT_RESERVATION {
+                    self.mem.tot_pages(dom)
+                } else {
+                    self.mem.max_pages(dom)
+                } as i64)
             }
             xm::XENMEM_MACHPHYS_MFN_LIST => {
                 let mut l: xm::MachphysMfnList = read_struct(io, self, arg)?;
-                let mut list = vec![0u64; (l.max_extents as usize).min(self.mem.nr_frames() as usize / 512 + 1)];
+                let mut list = vec![
+                    0u64;
+                    (l.max_extents as usize)
+                        .min(self.mem.nr_frames() as usize / 512 + 1)
+                ];
                 let n = self.mem.machphys_mfn_list(&mut list);
                 io.write(self, l.extent_start, list[..n].as_bytes())?;
                 l.nr_extents = n as u32;
@@ -659,7 +812,12 @@ impl Model {
     }
 
     /// `xen_version(cmd, arg)`: the model presents Xen 4.17.
-    pub(crate) fn xen_version_io(&mut self, io: &mut dyn ArgIo, cmd: u64, arg: u64) -> XenResult<i64> {
+    pub(crate) fn xen_version_io(
+        &mut self,
+        io: &mut dyn ArgIo,
+        cmd: u64,
+        arg: u64,
+    ) -> XenResult<i64> {
         match cmd {
             ver::XENVER_VERSION => Ok(XEN_VERSION_417),
             ver::XENVER_EXTRAVERSION => {
@@ -682,7 +840,8 @@ impl Model {
             ver::XENVER_GET_FEATURES => {
                 let mut f: ver::XenFeatureInfo = read_struct(io, self, arg)?;
                 f.submap = if f.submap_idx == 0 {
-                    (1 << ver::XENFEAT_MMU_PT_UPDATE_PRESERVE_AD) | (1 << ver::XENFEAT_GNTTAB_MAP_AVAIL_BITS)
+                    (1 << ver::XENFEAT_MMU_PT_UPDATE_PRESERVE_AD)
+                        | (1 << ver::XENFEAT_GNTTAB_MAP_AVAIL_BITS)
                 } else {
                     0
                 };
@@ -695,21 +854,37 @@ impl Model {
     }
 
     /// `event_channel_op(cmd, arg)` for `caller`.
-    pub(crate) fn event_channel_op_io(&mut self, caller: DomId, io: &mut dyn ArgIo, cmd: u64, arg: u64) -> XenResult<i64> {
+    pub(crate) fn event_channel_op_io(
+        &mut self,
+        caller: DomId,
+        io: &mut dyn ArgIo,
+        cmd: u64,
+        arg: u64,
+    ) -> XenResult<i64> {
         match cmd {
             ev::EVTCHNOP_ALLOC_UNBOUND => {
                 let mut a: ev::EvtchnAllocUnbound = read_struct(io, self, arg)?;
-                a.port = self.evtchn_alloc_unbound(caller, DomId::new(a.dom), DomId::new(a.remote_dom))?.get();
+                a.port = self
+                    .evtchn_alloc_unbound(caller, DomId::new(a.dom), DomId::new(a.remote_dom))?
+                    .get();
                 write_struct(io, self, arg, &a)?;
             }
             ev::EVTCHNOP_BIND_INTERDOMAIN => {
                 let mut a: ev::EvtchnBindInterdomain = read_struct(io, self, arg)?;
-                a.local_port = self.evtchn_bind_interdomain(caller, DomId::new(a.remote_dom), Port::new(a.remote_port))?.get();
+                a.local_port = self
+                    .evtchn_bind_interdomain(
+                        caller,
+                        DomId::new(a.remote_dom),
+                        Port::new(a.remote_port),
+                    )?
+                    .get();
                 write_struct(io, self, arg, &a)?;
             }
             ev::EVTCHNOP_BIND_VIRQ => {
                 let mut a: ev::EvtchnBindVirq = read_struct(io, self, arg)?;
-                a.port = self.evtchn_bind_virq(caller, a.virq, VcpuId::new(a.vcpu))?.get();
+                a.port = self
+                    .evtchn_bind_virq(caller, a.virq, VcpuId::new(a.vcpu))?
+                    .get();
                 write_struct(io, self, arg, &a)?;
             }
             ev::EVTCHNOP_BIND_IPI => {
@@ -737,7 +912,10 @@ impl Model {
                     vcpu: s.vcpu.get(),
                     u: {
                         let b = s.union_bytes();
-                        [u32::from_le_bytes([b[0], b[1], b[2], b[3]]), u32::from_le_bytes([b[4], b[5], b[6], b[7]])]
+                        [
+                            u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                            u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+                        ]
                     },
                     ..a
                 };
@@ -751,7 +929,10 @@ impl Model {
                 let a: ev::EvtchnReset = read_struct(io, self, arg)?;
                 self.evtchn_reset(caller, DomId::new(a.dom))?;
             }
-            ev::EVTCHNOP_BIND_PIRQ | ev::EVTCHNOP_INIT_CONTROL | ev::EVTCHNOP_EXPAND_ARRAY | ev::EVTCHNOP_SET_PRIORITY => {
+            ev::EVTCHNOP_BIND_PIRQ
+            | ev::EVTCHNOP_INIT_CONTROL
+            | ev::EVTCHNOP_EXPAND_ARRAY
+            | ev::EVTCHNOP_SET_PRIORITY => {
                 // No physical IRQs and no FIFO ABI in the model.
                 return Err(Errno::ENOSYS);
             }

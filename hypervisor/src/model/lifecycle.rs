@@ -1,7 +1,9 @@
 //! Domain lifecycle: host creation, createdomain, pause, destroy, shutdown, resume.
 
 use crate::error::{Errno, XenResult};
-use crate::model::domain::{held_gdt_frames, CreateDomain, Domain, TscInfo, Vcpu, MODEL_MAX_VCPUS, VIRQ_DOM_EXC};
+use crate::model::domain::{
+    held_gdt_frames, CreateDomain, Domain, TscInfo, Vcpu, MODEL_MAX_VCPUS, VIRQ_DOM_EXC,
+};
 use crate::model::evtchn::EvtchnTable;
 use crate::model::{console, mm, time, xenstore, EvtchnDevice, Model, ModelConfig};
 use crate::types::{DomId, Mfn, VcpuId};
@@ -29,7 +31,10 @@ impl Model {
         };
         let dom0 = DomId::DOM0;
         m.mem.add_domain(dom0).expect("dom0 is not a reserved id");
-        let shared_info = m.mem.alloc_xen_page(dom0).expect("machine too small for dom0");
+        let shared_info = m
+            .mem
+            .alloc_xen_page(dom0)
+            .expect("machine too small for dom0");
         let mut d = Domain {
             id: dom0,
             privileged: true,
@@ -150,7 +155,12 @@ impl super::Model {
             shared_info,
             evtchn: EvtchnTable::new(max_port),
             address_size: 64,
-            tsc: TscInfo { mode: 0, khz: super::time::TSC_KHZ, incarnation: 0, elapsed_offset_ns: 0 },
+            tsc: TscInfo {
+                mode: 0,
+                khz: super::time::TSC_KHZ,
+                incarnation: 0,
+                elapsed_offset_ns: 0,
+            },
         };
         self.init_shared_info(shared_info);
         self.domains.insert(id, dom);
@@ -163,7 +173,11 @@ impl super::Model {
     fn choose_domid(&self, requested: u16) -> XenResult<DomId> {
         if requested != 0 && requested < DomId::FIRST_RESERVED.get() {
             let id = DomId::new(requested);
-            return if self.domains.contains_key(&id) { Err(Errno::EEXIST) } else { Ok(id) };
+            return if self.domains.contains_key(&id) {
+                Err(Errno::EEXIST)
+            } else {
+                Ok(id)
+            };
         }
         let span = u32::from(DomId::FIRST_RESERVED.get()) - 1; // ids 1..=0x7FEF
         let mut cand = u32::from(self.last_domid);
@@ -275,7 +289,11 @@ impl super::Model {
         for r in roots {
             self.mem.put_page_and_type(r);
         }
-        let gdt: Vec<Mfn> = self.domains[&dom].vcpus.iter().flat_map(held_gdt_frames).collect();
+        let gdt: Vec<Mfn> = self.domains[&dom]
+            .vcpus
+            .iter()
+            .flat_map(held_gdt_frames)
+            .collect();
         for g in gdt {
             self.mem.put_page_and_type(g);
         }
@@ -289,7 +307,9 @@ impl super::Model {
     /// Shuts `dom` down with `reason` (`SCHEDOP_shutdown`, `remote_shutdown`): every
     /// vCPU stops, dom0 gets `VIRQ_DOM_EXC`, xenstored fires `@releaseDomain`.
     pub(crate) fn shutdown_domain(&mut self, dom: DomId, reason: u32) {
-        let Some(d) = self.domains.get_mut(&dom) else { return };
+        let Some(d) = self.domains.get_mut(&dom) else {
+            return;
+        };
         if d.shutdown.is_some() || d.dying {
             return;
         }
@@ -326,8 +346,12 @@ impl super::Model {
     /// and not blocked)?
     #[must_use]
     pub fn vcpu_runnable(&self, dom: DomId, vcpu: VcpuId) -> bool {
-        let Some(d) = self.domains.get(&dom) else { return false };
-        let Some(v) = d.vcpus.get(vcpu.index()) else { return false };
+        let Some(d) = self.domains.get(&dom) else {
+            return false;
+        };
+        let Some(v) = d.vcpus.get(vcpu.index()) else {
+            return false;
+        };
         !d.privileged
             && d.pause_count == 0
             && d.shutdown.is_none()
@@ -338,7 +362,6 @@ impl super::Model {
             && v.poll.is_none()
     }
 }
-
 
 /// A broken model invariant, naming what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -361,14 +384,22 @@ impl Model {
             }
         }
         let live: Vec<DomId> = self.domains.keys().copied().collect();
-        self.mem.check_invariants(&roots, &live).map_err(|e| InvariantError(e.to_string()))?;
+        self.mem
+            .check_invariants(&roots, &live)
+            .map_err(|e| InvariantError(e.to_string()))?;
         self.evtchn_check_invariants().map_err(InvariantError)?;
         for d in self.domains.values() {
             if self.mem.frame(d.shared_info).and_then(|f| f.owner) != Some(d.id) {
-                return Err(InvariantError(format!("{:?}: shared_info {:?} not owned by it", d.id, d.shared_info)));
+                return Err(InvariantError(format!(
+                    "{:?}: shared_info {:?} not owned by it",
+                    d.id, d.shared_info
+                )));
             }
             if d.vcpus.len() > d.max_vcpus as usize {
-                return Err(InvariantError(format!("{:?}: more vCPUs than max_vcpus", d.id)));
+                return Err(InvariantError(format!(
+                    "{:?}: more vCPUs than max_vcpus",
+                    d.id
+                )));
             }
         }
         Ok(())

@@ -60,7 +60,12 @@ pub(crate) struct ModelBus<'a> {
 
 impl<'a> ModelBus<'a> {
     pub(crate) fn new(mem: &'a mut Memory, cr3: Mfn, user: bool) -> Self {
-        ModelBus { mem, cr3, user, tlb: [TlbEntry::default(); TLB_SIZE] }
+        ModelBus {
+            mem,
+            cr3,
+            user,
+            tlb: [TlbEntry::default(); TLB_SIZE],
+        }
     }
 
     fn fault(e: WalkError) -> Fault {
@@ -78,7 +83,17 @@ impl<'a> ModelBus<'a> {
         if e.tag == vpn + 1 && (!write || e.write) && (!fetch || e.exec) {
             return Ok(Mfn::new(e.mfn));
         }
-        let t = walk::translate(self.mem, self.cr3, va, Access { write, user: self.user, fetch }).map_err(Self::fault)?;
+        let t = walk::translate(
+            self.mem,
+            self.cr3,
+            va,
+            Access {
+                write,
+                user: self.user,
+                fetch,
+            },
+        )
+        .map_err(Self::fault)?;
         self.tlb[slot] = TlbEntry {
             tag: vpn + 1,
             mfn: t.mfn.get(),
@@ -103,7 +118,10 @@ impl Bus for ModelBus<'_> {
     fn fetch_page(&mut self, va: u64) -> Result<CodePage, Fault> {
         let mfn = self.xlate(va, false, true)?;
         self.mem.mark_code(mfn);
-        Ok(CodePage { key: mfn.get(), gen: self.mem.frame_gen(mfn) })
+        Ok(CodePage {
+            key: mfn.get(),
+            gen: self.mem.frame_gen(mfn),
+        })
     }
 
     fn code_bytes(&self, key: u64) -> &[u8; 4096] {
@@ -118,7 +136,11 @@ impl Bus for ModelBus<'_> {
     fn read(&mut self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
         let (a, b) = Self::split(va, buf.len());
         let m1 = self.xlate(va, false, false)?;
-        let m2 = if b > 0 { Some(self.xlate(va.wrapping_add(a as u64), false, false)?) } else { None };
+        let m2 = if b > 0 {
+            Some(self.xlate(va.wrapping_add(a as u64), false, false)?)
+        } else {
+            None
+        };
         let off = (va & 0xfff) as usize;
         let p1 = self.mem.page(m1).map_err(|_| Fault::gp(0))?;
         buf[..a].copy_from_slice(&p1[off..off + a]);
@@ -132,11 +154,19 @@ impl Bus for ModelBus<'_> {
     fn write(&mut self, va: u64, data: &[u8]) -> Result<(), Fault> {
         let (a, b) = Self::split(va, data.len());
         let m1 = self.xlate(va, true, false)?;
-        let m2 = if b > 0 { Some(self.xlate(va.wrapping_add(a as u64), true, false)?) } else { None };
+        let m2 = if b > 0 {
+            Some(self.xlate(va.wrapping_add(a as u64), true, false)?)
+        } else {
+            None
+        };
         let off = (va & 0xfff) as usize;
-        self.mem.guest_write(m1, off, &data[..a]).map_err(|_| Fault::gp(0))?;
+        self.mem
+            .guest_write(m1, off, &data[..a])
+            .map_err(|_| Fault::gp(0))?;
         if let Some(m2) = m2 {
-            self.mem.guest_write(m2, 0, &data[a..]).map_err(|_| Fault::gp(0))?;
+            self.mem
+                .guest_write(m2, 0, &data[a..])
+                .map_err(|_| Fault::gp(0))?;
         }
         Ok(())
     }
@@ -153,7 +183,10 @@ const VI_TIME: usize = 32;
 impl Model {
     /// Guest time (ns) of `dom`: host time plus the domain's offset.
     pub(crate) fn guest_now(&self, dom: DomId) -> u64 {
-        let off = self.domains.get(&dom).map_or(0, |d| d.tsc.elapsed_offset_ns);
+        let off = self
+            .domains
+            .get(&dom)
+            .map_or(0, |d| d.tsc.elapsed_offset_ns);
         (self.time.now_ns as i64).wrapping_add(off) as u64
     }
 
@@ -176,19 +209,23 @@ impl Model {
     /// Publishes `vcpu_time_info` for a vCPU (seqlock: odd version while updating).
     fn update_vcpu_time(&mut self, dom: DomId, vcpu: VcpuId) {
         let now = self.guest_now(dom);
-        let Some(si) = self.domains.get(&dom).map(|d| d.shared_info) else { return };
+        let Some(si) = self.domains.get(&dom).map(|d| d.shared_info) else {
+            return;
+        };
         let base = vcpu.index() * 64 + VI_TIME;
         if base + 32 > 2048 {
             return;
         }
-        let Ok(page) = self.mem.page_mut_raw(si) else { return };
+        let Ok(page) = self.mem.page_mut_raw(si) else {
+            return;
+        };
         let t = &mut page[base..base + 32];
         let ver = u32::from_le_bytes(t[0..4].try_into().expect("4 bytes"));
         let odd = ver.wrapping_add(1) | 1;
         t[0..4].copy_from_slice(&odd.to_le_bytes());
         t[8..16].copy_from_slice(&now.to_le_bytes()); // tsc_timestamp (TSC = ns)
         t[16..24].copy_from_slice(&now.to_le_bytes()); // system_time
-        // ns = ((tsc - ts) << 1) * 2^31 >> 32: exactly 1 ns per tick.
+                                                       // ns = ((tsc - ts) << 1) * 2^31 >> 32: exactly 1 ns per tick.
         t[24..28].copy_from_slice(&(1u32 << 31).to_le_bytes());
         t[28] = 1; // tsc_shift
         t[29] = 1; // XEN_PVCLOCK_TSC_STABLE_BIT
@@ -198,7 +235,11 @@ impl Model {
     /// Switches a vCPU between guest kernel and guest user mode (Xen's
     /// `toggle_guest_mode`): the page-table root follows `in_kernel`, gs bases swap.
     fn toggle_guest_mode(&mut self, dom: DomId, vcpu: VcpuId) {
-        if let Some(v) = self.domains.get_mut(&dom).and_then(|d| d.vcpus.get_mut(vcpu.index())) {
+        if let Some(v) = self
+            .domains
+            .get_mut(&dom)
+            .and_then(|d| d.vcpus.get_mut(vcpu.index()))
+        {
             v.pv.in_kernel = !v.pv.in_kernel;
             std::mem::swap(&mut v.regs.gs_base, &mut v.regs.gs_base_shadow);
         }
@@ -212,18 +253,36 @@ impl Model {
     /// Builds a bounce frame on the guest kernel stack and enters `handler` (Xen's
     /// `create_bounce_frame`); see [`crate::abi::vcpu`] for the layout. Crashes the
     /// domain if there is no handler or the frame cannot be written.
-    fn bounce(&mut self, dom: DomId, vcpu: VcpuId, handler: u64, error_code: Option<u64>, mask_events: bool) {
+    fn bounce(
+        &mut self,
+        dom: DomId,
+        vcpu: VcpuId,
+        handler: u64,
+        error_code: Option<u64>,
+        mask_events: bool,
+    ) {
         if handler == 0 {
             self.crash(dom);
             return;
         }
         let saved_mask = self.upcall_mask(dom, vcpu);
-        let Some(in_kernel) = self.domains.get(&dom).and_then(|d| d.vcpus.get(vcpu.index())).map(|v| v.pv.in_kernel) else {
+        let Some(in_kernel) = self
+            .domains
+            .get(&dom)
+            .and_then(|d| d.vcpus.get(vcpu.index()))
+            .map(|v| v.pv.in_kernel)
+        else {
             return;
         };
         // Interrupted state, before any mode switch.
         let v = &self.domains[&dom].vcpus[vcpu.index()];
-        let (rip, rsp, rflags, cs, ss) = (v.regs.rip, v.regs.gpr[gpr::RSP], v.regs.rflags, v.regs.cs, v.regs.ss);
+        let (rip, rsp, rflags, cs, ss) = (
+            v.regs.rip,
+            v.regs.gpr[gpr::RSP],
+            v.regs.rflags,
+            v.regs.cs,
+            v.regs.ss,
+        );
         let (rcx, r11) = (v.regs.gpr[gpr::RCX], v.regs.gpr[gpr::R11]);
         let kernel_sp = v.pv.kernel_sp;
         let (stack, saved_cs) = if in_kernel {
@@ -238,7 +297,13 @@ impl Model {
         if let Some(e) = error_code {
             words.push(e);
         }
-        words.extend([rip, u64::from(saved_cs) | (u64::from(saved_mask) << vc::BOUNCE_CS_UPCALL_MASK_SHIFT), flags_out, rsp, u64::from(ss)]);
+        words.extend([
+            rip,
+            u64::from(saved_cs) | (u64::from(saved_mask) << vc::BOUNCE_CS_UPCALL_MASK_SHIFT),
+            flags_out,
+            rsp,
+            u64::from(ss),
+        ]);
         let new_rsp = stack.wrapping_sub(words.len() as u64 * 8);
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         let cr3 = match self.domains[&dom].vcpus[vcpu.index()].pv.cr3 {
@@ -262,7 +327,13 @@ impl Model {
 
     /// Delivers an exception the interpreter raised to the guest's trap table.
     fn inject_exception(&mut self, dom: DomId, vcpu: VcpuId, f: Fault) {
-        let Some(v) = self.domains.get_mut(&dom).and_then(|d| d.vcpus.get_mut(vcpu.index())) else { return };
+        let Some(v) = self
+            .domains
+            .get_mut(&dom)
+            .and_then(|d| d.vcpus.get_mut(vcpu.index()))
+        else {
+            return;
+        };
         let trap = v.pv.trap_table[usize::from(f.vector)];
         if let Some(cr2) = f.cr2 {
             v.pv.cr2 = cr2;
@@ -274,12 +345,20 @@ impl Model {
                 }
             }
         }
-        self.bounce(dom, vcpu, trap.address, f.error_code.map(u64::from), trap.flags & vc::TI_IF != 0);
+        self.bounce(
+            dom,
+            vcpu,
+            trap.address,
+            f.error_code.map(u64::from),
+            trap.flags & vc::TI_IF != 0,
+        );
     }
 
     /// Enters the event callback if an upcall is pending and not masked.
     fn maybe_upcall(&mut self, dom: DomId, vcpu: VcpuId) {
-        let pending = self.vcpu_info_byte(dom, vcpu, VI_PENDING).is_some_and(|b| *b != 0);
+        let pending = self
+            .vcpu_info_byte(dom, vcpu, VI_PENDING)
+            .is_some_and(|b| *b != 0);
         if !pending || self.upcall_mask(dom, vcpu) != 0 {
             return;
         }
@@ -291,11 +370,19 @@ impl Model {
 
     /// The `iret` hypercall: restores the frame the guest left on its stack.
     pub(crate) fn do_iret(&mut self, dom: DomId, vcpu: VcpuId) -> HypercallOutcome {
-        let Some(v) = self.domains.get(&dom).and_then(|d| d.vcpus.get(vcpu.index())) else {
+        let Some(v) = self
+            .domains
+            .get(&dom)
+            .and_then(|d| d.vcpus.get(vcpu.index()))
+        else {
             return HypercallOutcome::Return(crate::Errno::EINVAL.to_ret());
         };
         let rsp = v.regs.gpr[gpr::RSP];
-        let Some(cr3) = (if v.pv.in_kernel { v.pv.cr3 } else { v.pv.user_cr3 }) else {
+        let Some(cr3) = (if v.pv.in_kernel {
+            v.pv.cr3
+        } else {
+            v.pv.user_cr3
+        }) else {
             self.crash(dom);
             return HypercallOutcome::NoReturn;
         };
@@ -305,8 +392,10 @@ impl Model {
             return HypercallOutcome::NoReturn;
         }
         let w = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        let (rax, r11, rcx, _flags, rip, cs, rflags, new_rsp, ss) = (w(0), w(1), w(2), w(3), w(4), w(5), w(6), w(7), w(8));
-        if !crate::model::domctl::is_canonical(rip) || !crate::model::domctl::is_canonical(new_rsp) {
+        let (rax, r11, rcx, _flags, rip, cs, rflags, new_rsp, ss) =
+            (w(0), w(1), w(2), w(3), w(4), w(5), w(6), w(7), w(8));
+        if !crate::model::domctl::is_canonical(rip) || !crate::model::domctl::is_canonical(new_rsp)
+        {
             self.crash(dom);
             return HypercallOutcome::NoReturn;
         }
@@ -343,7 +432,13 @@ impl Model {
             return (0, true);
         }
         let tsc = self.guest_now(dom);
-        let Some(v) = self.domains.get_mut(&dom).and_then(|d| d.vcpus.get_mut(vcpu.index())) else { return (0, true) };
+        let Some(v) = self
+            .domains
+            .get_mut(&dom)
+            .and_then(|d| d.vcpus.get_mut(vcpu.index()))
+        else {
+            return (0, true);
+        };
         let user = !v.pv.in_kernel;
         let Some(cr3) = (if user { v.pv.user_cr3 } else { v.pv.cr3 }) else {
             self.crash(dom);
@@ -353,7 +448,16 @@ impl Model {
         let mut icache = std::mem::take(&mut self.icache);
         let res = {
             let mut bus = ModelBus::new(&mut self.mem, cr3, user);
-            cpu::run(&mut regs, &mut bus, &mut icache, RunLimits { budget, tsc, tsc_aux: vcpu.get() })
+            cpu::run(
+                &mut regs,
+                &mut bus,
+                &mut icache,
+                RunLimits {
+                    budget,
+                    tsc,
+                    tsc_aux: vcpu.get(),
+                },
+            )
         };
         self.icache = icache;
         let v = &mut self.domains.get_mut(&dom).expect("domain").vcpus[vcpu.index()];
@@ -384,10 +488,20 @@ impl Model {
         }
         let g = v.regs.gpr;
         let nr = g[gpr::RAX];
-        let args = [g[gpr::RDI], g[gpr::RSI], g[gpr::RDX], g[gpr::R10], g[gpr::R8]];
+        let args = [
+            g[gpr::RDI],
+            g[gpr::RSI],
+            g[gpr::RDX],
+            g[gpr::R10],
+            g[gpr::R8],
+        ];
         let out = self.hypercall(dom, vcpu, nr, args);
         let set_rax = |m: &mut Model, val: i64| {
-            if let Some(v) = m.domains.get_mut(&dom).and_then(|d| d.vcpus.get_mut(vcpu.index())) {
+            if let Some(v) = m
+                .domains
+                .get_mut(&dom)
+                .and_then(|d| d.vcpus.get_mut(vcpu.index()))
+            {
                 v.regs.gpr[gpr::RAX] = val as u64;
             }
         };
@@ -442,7 +556,10 @@ impl Model {
         if self.time.now_ns >= deadline_ns {
             return false;
         }
-        let runnable = self.domains.values().any(|d| d.vcpus.iter().any(|v| self.vcpu_runnable(d.id, v.id)));
+        let runnable = self
+            .domains
+            .values()
+            .any(|d| d.vcpus.iter().any(|v| self.vcpu_runnable(d.id, v.id)));
         if runnable {
             let left = deadline_ns - self.time.now_ns;
             let n = self.run(left.min(SLICE * 4));
@@ -467,7 +584,9 @@ impl Model {
             .flat_map(|d| {
                 let off = d.tsc.elapsed_offset_ns;
                 d.vcpus.iter().filter_map(move |v| {
-                    let t = v.timer_deadline_ns.or(v.poll.as_ref().and_then(|p| p.deadline_ns))?;
+                    let t = v
+                        .timer_deadline_ns
+                        .or(v.poll.as_ref().and_then(|p| p.deadline_ns))?;
                     Some((t as i64).wrapping_sub(off) as u64)
                 })
             })
@@ -496,7 +615,11 @@ impl Model {
                     v.timer_deadline_ns = None;
                     fire.push((dom, v.id));
                 }
-                if v.poll.as_ref().and_then(|p| p.deadline_ns).is_some_and(|t| t <= now) {
+                if v.poll
+                    .as_ref()
+                    .and_then(|p| p.deadline_ns)
+                    .is_some_and(|t| t <= now)
+                {
                     v.poll = None;
                 }
             }

@@ -101,20 +101,39 @@ impl Model {
     /// Attaches xenconsoled to domains whose `console/ring-ref` and `console/port`
     /// nodes exist (as xenconsoled does on `@introduceDomain`).
     fn attach_consoles(&mut self) {
-        let doms: Vec<DomId> = self.services.store.keys().copied().filter(|d| !self.services.console.contains_key(d)).collect();
+        let doms: Vec<DomId> = self
+            .services
+            .store
+            .keys()
+            .copied()
+            .filter(|d| !self.services.console.contains_key(d))
+            .collect();
         for dom in doms {
             let base = format!("/local/domain/{}/console", dom.get());
             let read = |m: &mut Model, leaf: &str| -> Option<u64> {
-                let v = m.xenstore.read(crate::model::xenstore::Conn::Tools, 0, &format!("{base}/{leaf}")).ok()?;
+                let v = m
+                    .xenstore
+                    .read(
+                        crate::model::xenstore::Conn::Tools,
+                        0,
+                        &format!("{base}/{leaf}"),
+                    )
+                    .ok()?;
                 std::str::from_utf8(&v).ok()?.trim().parse().ok()
             };
-            let (Some(mfn), Some(port)) = (read(self, "ring-ref"), read(self, "port")) else { continue };
+            let (Some(mfn), Some(port)) = (read(self, "ring-ref"), read(self, "port")) else {
+                continue;
+            };
             let mfn = Mfn::new(mfn);
             if self.mem.frame(mfn).and_then(|f| f.owner) != Some(dom) {
                 continue;
             }
-            let Ok(port) = u32::try_from(port) else { continue };
-            let Ok(local) = self.evtchn_bind_interdomain(DOM0, dom, Port::new(port)) else { continue };
+            let Ok(port) = u32::try_from(port) else {
+                continue;
+            };
+            let Ok(local) = self.evtchn_bind_interdomain(DOM0, dom, Port::new(port)) else {
+                continue;
+            };
             self.console.attach(dom, mfn, Port::new(port));
             self.services.ports.insert(local, Service::Console(dom));
             self.services.console.insert(dom, (mfn, local));
@@ -140,9 +159,16 @@ impl Model {
     /// Serves every introduced domain's xenstore ring once, notifying the guest when
     /// anything moved.
     pub(crate) fn xenstore_service(&mut self) {
-        let doms: Vec<(DomId, Mfn, Port)> = self.services.store.iter().map(|(d, (m, p))| (*d, *m, *p)).collect();
+        let doms: Vec<(DomId, Mfn, Port)> = self
+            .services
+            .store
+            .iter()
+            .map(|(d, (m, p))| (*d, *m, *p))
+            .collect();
         for (dom, mfn, local) in doms {
-            let Ok(page) = self.mem.page(mfn) else { continue };
+            let Ok(page) = self.mem.page(mfn) else {
+                continue;
+            };
             let mut copy: [u8; PAGE_SIZE] = *page;
             if self.xenstore.process_ring(dom, &mut copy) {
                 // xenstored/xenconsoled write through their mapping of the ring page,
@@ -155,9 +181,16 @@ impl Model {
 
     /// Drains every attached console ring.
     pub(crate) fn console_service(&mut self) {
-        let doms: Vec<(DomId, Mfn, Port)> = self.services.console.iter().map(|(d, (m, p))| (*d, *m, *p)).collect();
+        let doms: Vec<(DomId, Mfn, Port)> = self
+            .services
+            .console
+            .iter()
+            .map(|(d, (m, p))| (*d, *m, *p))
+            .collect();
         for (dom, mfn, local) in doms {
-            let Ok(page) = self.mem.page(mfn) else { continue };
+            let Ok(page) = self.mem.page(mfn) else {
+                continue;
+            };
             let mut copy: [u8; PAGE_SIZE] = *page;
             if self.console.process_ring(dom, &mut copy) {
                 // xenstored/xenconsoled write through their mapping of the ring page,
@@ -175,13 +208,16 @@ impl Model {
     }
 }
 
-
 impl Model {
     /// dom0's pending, unmasked ports, lowest first; their pending bits are cleared
     /// (dom0's kernel event loop consumes them and hands them to their owners).
     pub(crate) fn evtchn_take_pending(&mut self, dom: DomId) -> Vec<Port> {
-        let Ok(si) = self.domain(dom).map(|d| d.shared_info) else { return Vec::new() };
-        let Ok(page) = self.mem.page_mut_raw(si) else { return Vec::new() };
+        let Ok(si) = self.domain(dom).map(|d| d.shared_info) else {
+            return Vec::new();
+        };
+        let Ok(page) = self.mem.page_mut_raw(si) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for w in 0..64 {
             let po = PENDING_OFF + w * 8;
@@ -208,14 +244,19 @@ impl Model {
     /// Sets the mask bit of `port` in `dom`'s shared_info (what the evtchn device does
     /// to a delivered port until userspace re-enables it).
     pub(crate) fn evtchn_mask(&mut self, dom: DomId, port: Port) {
-        let Ok(si) = self.domain(dom).map(|d| d.shared_info) else { return };
-        let Ok(page) = self.mem.page_mut_raw(si) else { return };
+        let Ok(si) = self.domain(dom).map(|d| d.shared_info) else {
+            return;
+        };
+        let Ok(page) = self.mem.page_mut_raw(si) else {
+            return;
+        };
         let p = port.index();
         if p >= 4096 {
             return;
         }
         let off = MASK_OFF + (p / 64) * 8;
-        let w = u64::from_le_bytes(page[off..off + 8].try_into().expect("8 bytes")) | (1 << (p % 64));
+        let w =
+            u64::from_le_bytes(page[off..off + 8].try_into().expect("8 bytes")) | (1 << (p % 64));
         page[off..off + 8].copy_from_slice(&w.to_le_bytes());
     }
 }

@@ -39,7 +39,12 @@ impl MiniGuest {
     /// Any errno from the model while building.
     pub fn build(m: &mut Model, pages: usize) -> XenResult<MiniGuest> {
         assert!(pages > 0 && pages <= 500, "1..=500 data pages");
-        let dom = m.create_domain(&CreateDomain { max_vcpus: 1, grant_opts: 1, max_evtchn_port: 1023, ..CreateDomain::default() })?;
+        let dom = m.create_domain(&CreateDomain {
+            max_vcpus: 1,
+            grant_opts: 1,
+            max_evtchn_port: 1023,
+            ..CreateDomain::default()
+        })?;
         m.set_max_vcpus(dom, 1)?;
         m.mem.set_max_pages(dom, pages as u64 + 4);
         let mut pfns: Vec<u64> = (0..pages as u64 + 4).collect();
@@ -47,7 +52,12 @@ impl MiniGuest {
         assert_eq!(n, pages + 4, "populate_physmap");
         let mfns: Vec<Mfn> = pfns.iter().map(|&x| Mfn::new(x)).collect();
         let data = mfns[..pages].to_vec();
-        let [l4, l3, l2, l1] = [mfns[pages], mfns[pages + 1], mfns[pages + 2], mfns[pages + 3]];
+        let [l4, l3, l2, l1] = [
+            mfns[pages],
+            mfns[pages + 1],
+            mfns[pages + 2],
+            mfns[pages + 3],
+        ];
         let pte = |mfn: Mfn, flags: u64| (mfn.to_addr() | flags).to_le_bytes();
         // VA MINI_BASE = L4[0] → L3[0] → L2[2] → L1[0..].
         m.mem.guest_write(l4, 0, &pte(l3, P | RW | US))?;
@@ -69,7 +79,11 @@ impl MiniGuest {
         ctx.ctrlreg[3] = vc::xen_pfn_to_cr3(l4.get());
         m.set_vcpu_context(dom, 0, &ctx)?;
         m.unpause_domain(dom)?;
-        Ok(MiniGuest { dom, data, tables: [l4, l3, l2, l1] })
+        Ok(MiniGuest {
+            dom,
+            data,
+            tables: [l4, l3, l2, l1],
+        })
     }
 
     /// Guest virtual address of data page `pfn`.

@@ -29,7 +29,10 @@ fn hcall_addr(nr: u64) -> u64 {
 
 /// Builds a guest whose PFN 0 holds `code` (assembled for its VA) and whose PFN 1 is the
 /// hypercall page.
-fn guest(m: &mut Model, code: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> MiniGuest {
+fn guest(
+    m: &mut Model,
+    code: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> MiniGuest {
     let g = MiniGuest::build(m, PAGES).unwrap();
     let mut a = CodeAssembler::new(64).unwrap();
     code(&mut a).unwrap();
@@ -61,7 +64,9 @@ fn shutdown_reason(m: &Model, g: &MiniGuest) -> Option<u32> {
 
 #[test]
 fn a_guest_runs_loops_and_makes_hypercalls() {
-    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let mut m = Model::new(ModelConfig {
+        machine_frames: 4096,
+    });
     let g = guest(&mut m, |a| {
         // xen_version(XENVER_version) → DATA+0
         a.mov(edi, 0u32)?;
@@ -89,7 +94,9 @@ fn a_guest_runs_loops_and_makes_hypercalls() {
 
 #[test]
 fn exceptions_bounce_to_the_trap_table_and_iret_returns() {
-    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let mut m = Model::new(ModelConfig {
+        machine_frames: 4096,
+    });
     let handler = va(3);
     let g = guest(&mut m, |a| {
         // set_trap_table([{vector 6 (#UD), flags 0, cs, handler}, {0}]) from DATA+0x100.
@@ -124,13 +131,19 @@ fn exceptions_bounce_to_the_trap_table_and_iret_returns() {
     m.mem.guest_write(g.data[3], 0, &h).unwrap();
     m.run(100_000);
     assert_eq!(data_u64(&m, &g, 24), 1, "handler ran once");
-    assert_eq!(data_u64(&m, &g, 16), 0x1234_5678, "registers survive the bounce");
+    assert_eq!(
+        data_u64(&m, &g, 16),
+        0x1234_5678,
+        "registers survive the bounce"
+    );
     assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF));
 }
 
 #[test]
 fn an_unhandled_exception_crashes_only_that_domain() {
-    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let mut m = Model::new(ModelConfig {
+        machine_frames: 4096,
+    });
     let bad = guest(&mut m, |a| {
         a.mov(rax, 0xdead_0000u64)?;
         a.mov(qword_ptr(rax), 1i32) // #PF, no handler
@@ -150,12 +163,14 @@ fn an_unhandled_exception_crashes_only_that_domain() {
 
 #[test]
 fn self_modifying_code_runs_the_new_bytes() {
-    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let mut m = Model::new(ModelConfig {
+        machine_frames: 4096,
+    });
     let g = guest(&mut m, |a| {
         let mut run_it = a.create_label();
         a.mov(ebx, 0u32)?;
         a.call(run_it)?; // first run: ebx += 1
-        // Rewrite the immediate of `add ebx, 1` (83 c3 01) to 5.
+                         // Rewrite the immediate of `add ebx, 1` (83 c3 01) to 5.
         a.lea(rax, ptr(run_it))?;
         a.mov(byte_ptr(rax + 2), 5i32)?;
         a.call(run_it)?; // second run: ebx += 5
@@ -172,7 +187,9 @@ fn self_modifying_code_runs_the_new_bytes() {
 
 #[test]
 fn blocked_guest_wakes_on_its_timer() {
-    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let mut m = Model::new(ModelConfig {
+        machine_frames: 4096,
+    });
     let g = guest(&mut m, |a| {
         // set_timer_op(now + 1 ms) then block; after waking, record the TSC.
         a.rdtsc()?;
@@ -194,7 +211,8 @@ fn blocked_guest_wakes_on_its_timer() {
         shutdown(a, sch::SHUTDOWN_POWEROFF)
     });
     // Bind VIRQ_TIMER so the timer has somewhere to go (block wakes on the event).
-    m.evtchn_bind_virq(g.dom, crate::abi::evtchn::VIRQ_TIMER, VcpuId::new(0)).unwrap();
+    m.evtchn_bind_virq(g.dom, crate::abi::evtchn::VIRQ_TIMER, VcpuId::new(0))
+        .unwrap();
     m.run(1_000_000);
     assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF));
     let woke = data_u64(&m, &g, 0);
@@ -205,7 +223,9 @@ fn blocked_guest_wakes_on_its_timer() {
 #[test]
 fn scheduling_is_deterministic() {
     fn scenario() -> (Vec<u8>, Vec<u8>, u64) {
-        let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+        let mut m = Model::new(ModelConfig {
+            machine_frames: 4096,
+        });
         let mk = |m: &mut Model, k: u32| {
             guest(m, |a| {
                 a.mov(rbx, va(DATA_PFN))?;
@@ -235,7 +255,9 @@ fn scheduling_is_deterministic() {
 
 #[test]
 fn events_reach_a_blocked_guest_through_the_upcall() {
-    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let mut m = Model::new(ModelConfig {
+        machine_frames: 4096,
+    });
     let cb = va(3);
     let g = guest(&mut m, |a| {
         // set_callbacks(event = cb, failsafe = cb, syscall = 0), then unmask events
@@ -276,14 +298,21 @@ fn events_reach_a_blocked_guest_through_the_upcall() {
     a.push(0).unwrap();
     a.mov(rax, hcall_addr(hc::HYPERVISOR_IRET)).unwrap();
     a.jmp(rax).unwrap();
-    m.mem.guest_write(g.data[3], 0, &a.assemble(cb).unwrap()).unwrap();
+    m.mem
+        .guest_write(g.data[3], 0, &a.assemble(cb).unwrap())
+        .unwrap();
     // Map shared_info at PFN 4's slot (as a guest's fixmap would).
     let shared = m.domain(g.dom).unwrap().shared_info;
-    let req = crate::abi::mm::MmuUpdate { ptr: g.l1e_maddr(4), val: shared.to_addr() | 7 };
+    let req = crate::abi::mm::MmuUpdate {
+        ptr: g.l1e_maddr(4),
+        val: shared.to_addr() | 7,
+    };
     let mut done = 0;
     // foreigndom: data owner in bits 15:0, page-table owner + 1 in bits 31:16.
     let fd = u32::from(g.dom.get()) | ((u32::from(g.dom.get()) + 1) << 16);
-    m.mem.mmu_update(DomId::DOM0, true, &[req], fd, &mut done).unwrap();
+    m.mem
+        .mmu_update(DomId::DOM0, true, &[req], fd, &mut done)
+        .unwrap();
     // A channel from the toolstack.
     let p = m.evtchn_bind_unbound_port(g.dom).unwrap();
     let local = m.evtchn_bind_interdomain(g.dom, DomId::DOM0, p).unwrap();
@@ -299,7 +328,9 @@ fn events_reach_a_blocked_guest_through_the_upcall() {
 
 #[test]
 fn user_mode_system_calls_enter_the_kernel_syscall_callback() {
-    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let mut m = Model::new(ModelConfig {
+        machine_frames: 4096,
+    });
     let user_code = va(5);
     let kentry = va(3);
     let g = guest(&mut m, |a| {
@@ -341,7 +372,9 @@ fn user_mode_system_calls_enter_the_kernel_syscall_callback() {
     ua.mov(r12, 0x77u64).unwrap();
     ua.syscall().unwrap();
     ua.ud2().unwrap();
-    m.mem.guest_write(g.data[5], 0, &ua.assemble(user_code).unwrap()).unwrap();
+    m.mem
+        .guest_write(g.data[5], 0, &ua.assemble(user_code).unwrap())
+        .unwrap();
     // The kernel's syscall entry: record r12 and the saved cs, then power off.
     let mut ka = CodeAssembler::new(64).unwrap();
     ka.mov(rbx, va(DATA_PFN)).unwrap();
@@ -349,21 +382,43 @@ fn user_mode_system_calls_enter_the_kernel_syscall_callback() {
     ka.mov(rax, qword_ptr(rsp + 24)).unwrap(); // frame: rcx, r11, rip, cs, …
     ka.mov(qword_ptr(rbx + 64), rax).unwrap();
     shutdown(&mut ka, sch::SHUTDOWN_POWEROFF).unwrap();
-    m.mem.guest_write(g.data[3], 0, &ka.assemble(kentry).unwrap()).unwrap();
-    let op = crate::abi::mm::MmuextOp { cmd: crate::abi::mm::MMUEXT_NEW_USER_BASEPTR, pad: 0, arg1: g.tables[0].get(), arg2: 0 };
-    m.mem.guest_write(g.data[DATA_PFN], 0x200, zerocopy::IntoBytes::as_bytes(&op)).unwrap();
+    m.mem
+        .guest_write(g.data[3], 0, &ka.assemble(kentry).unwrap())
+        .unwrap();
+    let op = crate::abi::mm::MmuextOp {
+        cmd: crate::abi::mm::MMUEXT_NEW_USER_BASEPTR,
+        pad: 0,
+        arg1: g.tables[0].get(),
+        arg2: 0,
+    };
+    m.mem
+        .guest_write(g.data[DATA_PFN], 0x200, zerocopy::IntoBytes::as_bytes(&op))
+        .unwrap();
     m.run(100_000);
     assert_eq!(data_u64(&m, &g, 48), 0, "NEW_USER_BASEPTR");
-    assert_eq!(data_u64(&m, &g, 56), 0x77, "the system call arrived with user registers");
-    assert_eq!(data_u64(&m, &g, 64) & 3, 3, "saved cs says it came from user mode");
+    assert_eq!(
+        data_u64(&m, &g, 56),
+        0x77,
+        "the system call arrived with user registers"
+    );
+    assert_eq!(
+        data_u64(&m, &g, 64) & 3,
+        3,
+        "saved cs says it came from user mode"
+    );
     assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF));
-    assert!(m.domain(g.dom).unwrap().vcpus[0].pv.in_kernel, "back in kernel mode");
+    assert!(
+        m.domain(g.dom).unwrap().vcpus[0].pv.in_kernel,
+        "back in kernel mode"
+    );
     m.check_invariants().unwrap();
 }
 
 #[test]
 fn page_fault_frames_carry_the_error_code_and_cr2() {
-    let mut m = Model::new(ModelConfig { machine_frames: 4096 });
+    let mut m = Model::new(ModelConfig {
+        machine_frames: 4096,
+    });
     let handler = va(3);
     let g = guest(&mut m, |a| {
         a.mov(rbx, va(DATA_PFN) + 0x100)?;
@@ -384,9 +439,15 @@ fn page_fault_frames_carry_the_error_code_and_cr2() {
     a.mov(rax, qword_ptr(rsp + 16)).unwrap(); // rcx, r11, error code, rip, …
     a.mov(qword_ptr(rbx + 72), rax).unwrap();
     shutdown(&mut a, sch::SHUTDOWN_POWEROFF).unwrap();
-    m.mem.guest_write(g.data[3], 0, &a.assemble(handler).unwrap()).unwrap();
+    m.mem
+        .guest_write(g.data[3], 0, &a.assemble(handler).unwrap())
+        .unwrap();
     m.run(100_000);
-    assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF), "handler ran");
+    assert_eq!(
+        shutdown_reason(&m, &g),
+        Some(sch::SHUTDOWN_POWEROFF),
+        "handler ran"
+    );
     assert_eq!(data_u64(&m, &g, 72), 0b011, "error code P|W (kernel mode)");
     let shared = m.domain(g.dom).unwrap().shared_info;
     let fault_va = u64::from_le_bytes(m.mem.page(shared).unwrap()[16..24].try_into().unwrap());

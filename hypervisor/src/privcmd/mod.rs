@@ -66,10 +66,13 @@ impl Privcmd {
     pub fn open_path(path: &Path) -> Result<Self, XenError> {
         match OpenOptions::new().read(true).write(true).open(path) {
             Ok(fd) => Ok(Privcmd { fd }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(XenError::NoDevice { path: path.display().to_string() })
-            }
-            Err(source) => Err(XenError::Io { op: "open privcmd", source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(XenError::NoDevice {
+                path: path.display().to_string(),
+            }),
+            Err(source) => Err(XenError::Io {
+                op: "open privcmd",
+                source,
+            }),
         }
     }
 
@@ -108,7 +111,10 @@ impl Xen for Privcmd {
             // Commands with a buffer need hypercall-safe memory, which lands with the hw issue.
             return ni("xen_version with a buffer");
         }
-        let mut call = PrivcmdHypercall { op: crate::abi::hypercall::HYPERVISOR_XEN_VERSION, arg: [u64::from(cmd), 0, 0, 0, 0] };
+        let mut call = PrivcmdHypercall {
+            op: crate::abi::hypercall::HYPERVISOR_XEN_VERSION,
+            arg: [u64::from(cmd), 0, 0, 0, 0],
+        };
         self.hypercall("xen_version", &mut call)
     }
     fn domctl(&mut self, _: &mut XenDomctl, _: &mut [u8]) -> Result<i64, XenError> {
@@ -129,10 +135,22 @@ impl Xen for Privcmd {
     fn event_channel_op(&mut self, _: u32, _: &mut [u8]) -> Result<i64, XenError> {
         ni("event_channel_op")
     }
-    fn foreign_read(&mut self, _: DomId, _: &[Mfn], _: &mut [u8], _: &mut [i32]) -> Result<(), XenError> {
+    fn foreign_read(
+        &mut self,
+        _: DomId,
+        _: &[Mfn],
+        _: &mut [u8],
+        _: &mut [i32],
+    ) -> Result<(), XenError> {
         ni("foreign_read")
     }
-    fn foreign_write(&mut self, _: DomId, _: &[Mfn], _: &[u8], _: &mut [i32]) -> Result<(), XenError> {
+    fn foreign_write(
+        &mut self,
+        _: DomId,
+        _: &[Mfn],
+        _: &[u8],
+        _: &mut [i32],
+    ) -> Result<(), XenError> {
         ni("foreign_write")
     }
     fn evtchn_bind_interdomain(&mut self, _: DomId, _: Port) -> Result<Port, XenError> {
