@@ -5,8 +5,8 @@
 #![forbid(unsafe_code)]
 pub mod build;
 pub mod config;
-pub mod stream;
 pub mod p2m;
 pub mod restore;
 pub mod save;
+pub mod stream;
 pub mod suspend;

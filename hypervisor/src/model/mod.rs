@@ -11,10 +11,13 @@
 
 mod backend;
 pub mod console;
-mod domctl;
 pub mod domain;
+mod domctl;
+pub mod evtchn;
 mod hypercall;
+pub mod invariants;
 mod lifecycle;
+pub mod mm;
 mod run;
 mod services;
 pub mod testkit;
@@ -22,9 +25,6 @@ pub mod testkit;
 mod tests;
 #[cfg(test)]
 mod tests_run;
-pub mod evtchn;
-pub mod invariants;
-pub mod mm;
 pub mod time;
 pub mod walk;
 pub mod xenstore;
@@ -48,7 +48,9 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         // 256 MiB: plenty for several toy guests, cheap to create (lazily zeroed).
-        ModelConfig { machine_frames: 65536 }
+        ModelConfig {
+            machine_frames: 65536,
+        }
     }
 }
 
@@ -85,4 +87,3 @@ pub(crate) struct EvtchnDevice {
     /// Delivered ports, in order, each masked until the toolstack unmasks it.
     pub(crate) ring: VecDeque<Port>,
 }
-
