@@ -1003,7 +1003,10 @@ cpu_weight = 0x100; builder = "generic"
         let (l, msg) = err_line(&long);
         assert_eq!(l, 4);
         assert!(msg.contains("1024 bytes; at most 1023"), "{msg}");
-        let ok = format!("{base}name = 'n'\nmemory = 1\nextra = \"{}\"\n", "x".repeat(1023));
+        let ok = format!(
+            "{base}name = 'n'\nmemory = 1\nextra = \"{}\"\n",
+            "x".repeat(1023)
+        );
         assert_eq!(parse(&ok).expect("1023 bytes fit").cmdline().len(), 1023);
         let (l, msg) = err_line("name=\"a\"\nmemory=1\nkernel=\"toy:\"\n");
         assert_eq!(l, 3);
