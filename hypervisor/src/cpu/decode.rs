@@ -39,6 +39,11 @@ pub(crate) mod attr {
     pub const A32: u8 = 1 << 4;
     /// The memory operand is SS-relative (rsp/rbp base): non-canonical → #SS, not #GP.
     pub const STACK: u8 = 1 << 5;
+    /// Cache marker: the instruction at this offset runs into the next page and must be
+    /// decoded from both (code is INVALID).
+    pub const STRADDLE: u8 = 1 << 6;
+    /// The instruction ends exactly at the end of its page: falling through leaves it.
+    pub const END: u8 = 1 << 7;
 }
 
 /// Segment override codes in `Insn::seg`.
@@ -266,15 +271,13 @@ fn ends_run(code: Code) -> bool {
 
 /// Slot value: not decoded yet.
 pub(crate) const EMPTY: u16 = 0;
-/// Slot value: the instruction at this offset runs past the end of the page.
-pub(crate) const STRADDLE: u16 = u16::MAX;
 
 /// The decoded instructions of one code page.
 #[derive(Debug)]
 pub(crate) struct CachedPage {
     /// Identity and generation the decode is valid for.
     pub page: CodePage,
-    /// Per byte offset: [`EMPTY`], [`STRADDLE`] or `index + 1` into `insns`.
+    /// Per byte offset: [`EMPTY`] or `index + 1` into `insns`.
     pub slots: Box<[u16; 4096]>,
     /// Decoded instructions, in decode order.
     pub insns: Vec<Insn>,
@@ -306,19 +309,29 @@ impl CachedPage {
         let mut off = start;
         while off < 4096 && self.slots[off] == EMPTY {
             decoder.decode_out(&mut ins);
-            if ins.is_invalid() && decoder.last_error() == DecoderError::NoMoreBytes {
-                self.slots[off] = STRADDLE;
-                break;
-            }
-            let len = ins.len().max(1);
-            let end = (off + len).min(4096);
-            let insn = Insn::from_iced(&ins, &bytes[off..end]);
+            let insn = if ins.is_invalid() && decoder.last_error() == DecoderError::NoMoreBytes {
+                Insn {
+                    attr: attr::STRADDLE,
+                    ..Insn::INVALID
+                }
+            } else {
+                let len = ins.len().max(1);
+                let end = (off + len).min(4096);
+                let mut insn = Insn::from_iced(&ins, &bytes[off..end]);
+                if off + len >= 4096 {
+                    insn.attr |= attr::END;
+                }
+                insn
+            };
             self.insns.push(insn);
             self.slots[off] = self.insns.len() as u16;
+            if insn.attr & attr::STRADDLE != 0 {
+                break;
+            }
             if ends_run(insn.code) {
                 break;
             }
-            off += len;
+            off += usize::from(insn.len);
         }
         self.slots[start]
     }

@@ -2,7 +2,7 @@
 //! access (registers with x86's partial-write rules, effective addresses, loads and stores).
 
 use super::bus::{Bus, CodePage, Exit, Fault};
-use super::decode::{self, attr, seg, CachedPage, DecodeCache, Insn, HIGH8, NONE, RIP, STRADDLE};
+use super::decode::{self, attr, seg, CachedPage, DecodeCache, Insn, HIGH8, NONE, RIP};
 use super::flags::{self, Width, CF, RF};
 use super::lazy::{self, kind, Lazy};
 use super::{dispatch, Regs};
@@ -27,6 +27,8 @@ pub(crate) enum Flow {
     Trap,
     /// The instruction faulted (`Ctx::fault`); nothing changed.
     Fault,
+    /// The cache slot marks an instruction that straddles into the next page.
+    Straddle,
 }
 
 /// A handler's result: a fault leaves the architectural state untouched.
@@ -398,76 +400,123 @@ fn run_page<B: Bus>(
     cp: CodePage,
     budget: u64,
 ) -> Option<Exit> {
-    let page_va = c.r.rip & !0xfff;
+    // `rip` lives in a register here; `c.r.rip` is written back whenever control leaves
+    // the loop (handlers only ever write it, for taken branches).
+    let mut rip = c.r.rip;
+    let page_va = rip & !0xfff;
     loop {
-        let off = (c.r.rip & 0xfff) as usize;
+        let off = (rip & 0xfff) as usize;
         let mut slot = page.slots[off];
         if slot == decode::EMPTY {
             slot = page.decode_run(off, c.bus.code_bytes(cp.key));
         }
-        let straddler;
-        let i: &Insn = if slot == STRADDLE {
-            match straddling(c, cp, off) {
-                Ok(i) => {
-                    straddler = i;
-                    &straddler
-                }
-                Err(f) => return Some(Exit::Exception(f)),
-            }
-        } else {
-            page.insn(slot)
-        };
-        c.next = c.r.rip.wrapping_add(u64::from(i.len));
+        let i = page.insn(slot);
+        c.next = rip.wrapping_add(u64::from(i.len));
         let flow = dispatch::exec(c, i);
         if flow == Flow::Next {
-            c.r.rip = c.next;
+            rip = c.next;
+            c.retired += 1;
+            if c.retired >= budget {
+                c.r.rip = rip;
+                return Some(Exit::Budget);
+            }
+            if i.attr & attr::END != 0 {
+                c.r.rip = rip;
+                return None;
+            }
         } else {
             match flow {
-                Flow::Next | Flow::Jump | Flow::Repeat => {}
-                Flow::Syscall => {
-                    c.r.rip = c.next;
-                    c.r.gpr[1] = c.next;
-                    c.r.gpr[11] = c.flags() & !RF;
+                Flow::Next => {}
+                Flow::Jump => {
+                    rip = c.r.rip;
                     c.retired += 1;
-                    return Some(Exit::Syscall);
+                    if c.retired >= budget {
+                        return Some(Exit::Budget);
+                    }
+                    if rip & !0xfff != page_va {
+                        return None;
+                    }
                 }
-                Flow::Trap => {
-                    c.r.rip = c.next;
+                Flow::Repeat => {
+                    c.r.rip = rip;
                     c.retired += 1;
-                    return Some(Exit::Exception(c.fault));
+                    if c.retired >= budget {
+                        return Some(Exit::Budget);
+                    }
                 }
-                Flow::Fault => return Some(Exit::Exception(c.fault)),
+                Flow::Straddle => {
+                    c.r.rip = rip;
+                    return straddling(c, cp, off);
+                }
+                Flow::Syscall | Flow::Trap | Flow::Fault => {
+                    c.r.rip = rip;
+                    return Some(finish(c, flow));
+                }
             }
-        }
-        c.retired += 1;
-        if c.retired >= budget {
-            return Some(Exit::Budget);
-        }
-        if slot == STRADDLE || c.r.rip & !0xfff != page_va {
-            return None;
         }
         if c.wrote {
             c.wrote = false;
             if !c.bus.code_page_current(cp) {
+                c.r.rip = rip;
                 return None;
             }
         }
     }
 }
 
-/// Decodes the instruction at page offset `off` that runs into the next page.
+/// The exit for an instruction that ended the run (syscall, trap or fault).
 #[cold]
-fn straddling<B: Bus>(c: &mut Ctx<'_, B>, cp: CodePage, off: usize) -> Result<Insn, Fault> {
+fn finish<B: Bus>(c: &mut Ctx<'_, B>, flow: Flow) -> Exit {
+    match flow {
+        Flow::Syscall => {
+            c.r.rip = c.next;
+            c.r.gpr[1] = c.next;
+            c.r.gpr[11] = c.flags() & !RF;
+            c.retired += 1;
+            Exit::Syscall
+        }
+        Flow::Trap => {
+            c.r.rip = c.next;
+            c.retired += 1;
+            Exit::Exception(c.fault)
+        }
+        _ => Exit::Exception(c.fault),
+    }
+}
+
+/// Decodes and executes the instruction at page offset `off`, which runs into the next
+/// page (such instructions are not cached). `None`: continue from the new `rip`.
+#[cold]
+#[inline(never)]
+fn straddling<B: Bus>(c: &mut Ctx<'_, B>, cp: CodePage, off: usize) -> Option<Exit> {
+    let off = off & 0xfff;
     let mut buf = [0u8; 15];
-    let here = 4096 - off.min(4095);
-    let first = here.min(15);
-    buf[..first].copy_from_slice(&c.bus.code_bytes(cp.key)[off.min(4095)..off.min(4095) + first]);
+    let first = (4096 - off).min(15);
+    buf[..first].copy_from_slice(&c.bus.code_bytes(cp.key)[off..off + first]);
     let next_va = (c.r.rip & !0xfff).wrapping_add(4096);
     if !canonical(next_va) {
-        return Err(Fault::gp(0));
+        return Some(Exit::Exception(Fault::gp(0)));
     }
-    let np = c.bus.fetch_page(next_va)?;
+    let np = match c.bus.fetch_page(next_va) {
+        Ok(p) => p,
+        Err(f) => return Some(Exit::Exception(f)),
+    };
     let rest = 15 - first;
     buf[first..].copy_from_slice(&c.bus.code_bytes(np.key)[..rest]);
-    Ok(decode::decode_one(&buf, 0))
+    let i = decode::decode_one(&buf, 0);
+    c.next = c.r.rip.wrapping_add(u64::from(i.len));
+    c.wrote = false;
+    match dispatch::exec(c, &i) {
+        Flow::Next => c.r.rip = c.next,
+        Flow::Jump | Flow::Repeat => {}
+        // An undecodable straddler is plain INVALID (no STRADDLE attribute): this cannot
+        // recur, but treat it as #UD rather than loop.
+        Flow::Straddle => return Some(Exit::Exception(Fault::UD)),
+        f @ (Flow::Syscall | Flow::Trap | Flow::Fault) => return Some(finish(c, f)),
+    }
+    c.retired += 1;
+    if c.retired >= c.limits.budget {
+        return Some(Exit::Budget);
+    }
+    None
 }

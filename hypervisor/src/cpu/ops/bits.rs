@@ -65,7 +65,12 @@ pub(crate) const POPCNT: u8 = 4;
 #[inline(always)]
 pub(crate) fn scan<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     let s = c.read_rm::<W>(i, 1)?;
-    let f = c.flags();
+    // bsf/bsr/popcnt write all six arithmetic flags; tzcnt/lzcnt keep OF.
+    let f = if matches!(OP, TZCNT | LZCNT) {
+        c.flags()
+    } else {
+        c.r.rflags
+    };
     let d = i.r[0];
     let zero = s == 0;
     match OP {
@@ -130,7 +135,7 @@ pub(crate) const BLSR: u8 = 4;
 #[inline(always)]
 pub(crate) fn bmi1<B: Bus, W: Width, const OP: u8>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     use crate::cpu::flags::{AF, ARITH, CF, SF, ZF};
-    let f = c.flags() & !ARITH;
+    let f = c.r.rflags & !ARITH; // all six are written
     let (res, nf) = match OP {
         ANDN => {
             let s = c.read_rm::<W>(i, 2)?;

@@ -33,7 +33,20 @@ pub(crate) fn shift<B: Bus, W: Width, const OP: u8, const SRC: u8>(
     let count = flags::shift_count::<W>(raw);
     let l = c.loc(i, 0);
     let a = c.read::<W>(l)?;
-    let f = c.flags();
+    if count == 0 {
+        // No flags change; a register destination is still written (32-bit zero-extends).
+        if !i.is_mem() {
+            c.write::<W>(l, a)?;
+        }
+        return Ok(Flow::Next);
+    }
+    // shl/shr/sar by a non-zero count write all six arithmetic flags, so pending lazy flags
+    // need not be materialised first; the rotates keep some and do.
+    let f = if matches!(OP, SHL | SHR | SAR) {
+        c.r.rflags
+    } else {
+        c.flags()
+    };
     let (r, f) = match OP {
         ROL => flags::rol::<W>(a, count, f),
         ROR => flags::ror::<W>(a, count, f),
@@ -43,9 +56,7 @@ pub(crate) fn shift<B: Bus, W: Width, const OP: u8, const SRC: u8>(
         SHR => flags::shr::<W>(a, count, f),
         _ => flags::sar::<W>(a, count, f),
     };
-    if count != 0 || !i.is_mem() {
-        c.write::<W>(l, r)?;
-    }
+    c.write::<W>(l, r)?;
     c.set_flags(f);
     Ok(Flow::Next)
 }
@@ -67,7 +78,8 @@ pub(crate) fn double<B: Bus, W: Width, const LEFT: bool, const SRC: u8>(
         }
         return Ok(Flow::Next);
     }
-    let (r, f) = shxd::<W>(a, b, count, LEFT, c.flags());
+    // Every arithmetic flag is written: no need to materialise pending ones.
+    let (r, f) = shxd::<W>(a, b, count, LEFT, c.r.rflags);
     c.write::<W>(l, r)?;
     c.set_flags(f);
     Ok(Flow::Next)

@@ -65,12 +65,6 @@ pub(crate) fn int_n<B: Bus>(c: &mut Ctx<'_, B>, i: &Insn) -> R {
     }
 }
 
-/// `nop` of any form, and the hints and fences that do nothing in a one-CPU interpreter.
-#[inline(always)]
-pub(crate) fn nop<B: Bus>(_c: &mut Ctx<'_, B>) -> R {
-    Ok(Flow::Next)
-}
-
 /// A trap: reported after the instruction retires.
 pub(crate) fn trap<B: Bus>(c: &mut Ctx<'_, B>, f: Fault) -> R {
     c.fault = f;
