@@ -182,6 +182,7 @@ labels!(
     handle_port,
     register_handler,
     clear_handlers,
+    unregister_handler,
     wait_event,
     safe_point,
     handle_watches,
@@ -359,19 +360,24 @@ impl Gen<'_> {
     /// After the step counter was incremented: progress line every `report` steps
     /// (`"<name>: <word> <steps>"`), and the `steps=` limit.
     pub(crate) fn step_epilogue(&mut self, word: &str) -> AsmResult {
+        self.step_epilogue_at(word, g(ST_STEPS))
+    }
+
+    /// [`Gen::step_epilogue`] for a step count kept at `counter`.
+    pub(crate) fn step_epilogue_at(&mut self, word: &str, counter: u64) -> AsmResult {
         let report = self.p.report;
         let limit = self.p.steps;
         if report != 0 {
             let mut skip = self.x.label();
             let a = &mut self.x.a;
-            a.mov(rax, m64(g(ST_STEPS)))?;
+            a.mov(rax, m64(counter))?;
             a.xor(edx, edx)?;
             a.mov(rcx, report)?;
             a.div(rcx)?;
             a.test(rdx, rdx)?;
             a.jnz(skip)?;
             self.print_tagged(&format!("{word} "))?;
-            self.x.a.mov(rdi, m64(g(ST_STEPS)))?;
+            self.x.a.mov(rdi, m64(counter))?;
             self.x.a.call(self.rt.print_u64)?;
             self.print("\n")?;
             self.x.set(&mut skip)?;
@@ -380,12 +386,12 @@ impl Gen<'_> {
             let mut go = self.x.label();
             let a = &mut self.x.a;
             a.mov(rax, limit)?;
-            a.cmp(m64(g(ST_STEPS)), rax)?;
+            a.cmp(m64(counter), rax)?;
             a.jb(go)?;
             a.jmp(self.rt.done)?;
             self.x.set(&mut go)?;
         }
-        // The label above needs an instruction; callers always emit more code.
+        // A label bound above waits for the caller's next instruction.
         Ok(())
     }
 
@@ -966,6 +972,25 @@ impl Gen<'_> {
         a.set_label(&mut lp)?;
         a.mov(qword_ptr(rdx), 0)?;
         a.add(rdx, 8)?;
+        a.dec(ecx)?;
+        a.jnz(lp)?;
+        a.ret()?;
+
+        // unregister_handler(edi = port).
+        let mut l = self.rt.unregister_handler;
+        self.x.set(&mut l)?;
+        let mut lp = self.x.label();
+        let mut next = self.x.label();
+        let a = &mut self.x.a;
+        a.mov(edi, edi)?;
+        a.mov(ecx, HANDLER_SLOTS as u32)?;
+        a.mov(edx, g(G_HANDLERS) as u32)?;
+        a.set_label(&mut lp)?;
+        a.cmp(qword_ptr(rdx), rdi)?;
+        a.jne(next)?;
+        a.mov(qword_ptr(rdx + 8), 0)?;
+        a.set_label(&mut next)?;
+        a.add(rdx, 16)?;
         a.dec(ecx)?;
         a.jnz(lp)?;
         a.ret()?;

@@ -8,6 +8,8 @@
 //! Region: `pages` pages from PFN [`PG_GUEST`]. Console: `counter: start <params>`,
 //! then `counter: step <n>` every `report` steps.
 
+use std::collections::BTreeMap;
+
 use iced_x86::code_asm::*;
 
 use crate::asm::AsmResult;
@@ -152,6 +154,20 @@ impl CounterOracle {
             expected: u64::from(exp[i]),
             found: u64::from(bytes[i]),
         })
+    }
+
+    /// The guest region's pages after `steps` steps.
+    #[must_use]
+    pub fn expected_pages(&self, steps: u64) -> BTreeMap<Pfn, Vec<u8>> {
+        self.expected_bytes(steps)
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut p = vec![0u8; PAGE as usize];
+                p[0] = b;
+                (self.pfn(i as u64), p)
+            })
+            .collect()
     }
 
     /// The workload console lines after `steps` steps (no suspend/resume lines).

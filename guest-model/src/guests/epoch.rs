@@ -13,7 +13,7 @@
 //! [`ST_GUEST0`] counts timer events (timing-dependent, not part of the oracle).
 //! Console: `epoch: start <params>`, `epoch: epoch <e>` every `report` epochs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use iced_x86::code_asm::*;
 
@@ -277,6 +277,20 @@ impl EpochOracle {
             }
         }
         Ok(())
+    }
+
+    /// The guest region's pages after `epochs` epochs.
+    #[must_use]
+    pub fn expected_pages(&self, epochs: u64) -> BTreeMap<Pfn, Vec<u8>> {
+        self.expected_values(epochs)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut p = vec![0u8; PAGE as usize];
+                p[..8].copy_from_slice(&v.to_le_bytes());
+                (self.pfn(i as u64), p)
+            })
+            .collect()
     }
 
     /// The workload console lines after `steps` epochs.

@@ -1,8 +1,19 @@
-//! The toy guests: each module has the guest's code and its oracle.
+//! The toy guests: each module has the guest's code and its oracle; [`Oracle`] picks
+//! the right one for a set of parameters.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use hypervisor::types::Pfn;
+
+use crate::layout::PG_GUEST;
+use crate::oracle::{GuestMemory, OracleError, Status, Stop};
+use crate::params::ToyParams;
 
 pub mod counter;
 pub mod epoch;
 pub mod pagetable;
+pub mod pingpong;
 
 use crate::asm::AsmResult;
 use crate::params::Guest;
@@ -24,6 +35,107 @@ pub(crate) fn emit(g: &mut Gen<'_>) -> AsmResult<u64> {
             pagetable::emit(g)?;
             Ok(pagetable::region_pages(g.p))
         }
-        _ => todo!(),
+        Guest::Pingpong => {
+            pingpong::emit(g)?;
+            Ok(pingpong::region_pages(g.p))
+        }
+    }
+}
+
+/// The oracle of any toy guest.
+#[derive(Clone, Debug)]
+pub enum Oracle {
+    /// `counter`.
+    Counter(counter::CounterOracle),
+    /// `epoch`.
+    Epoch(epoch::EpochOracle),
+    /// `pagetable`.
+    Pagetable(pagetable::PagetableOracle),
+    /// `pingpong` (one side; see [`pingpong::PingpongOracle::check_pair`] for both).
+    Pingpong(pingpong::PingpongOracle),
+}
+
+impl Oracle {
+    /// The oracle for `params`.
+    #[must_use]
+    pub fn new(params: &ToyParams) -> Oracle {
+        match params.guest {
+            Guest::Counter => Oracle::Counter(counter::CounterOracle::new(params)),
+            Guest::Epoch => Oracle::Epoch(epoch::EpochOracle::new(params)),
+            Guest::Pagetable => Oracle::Pagetable(pagetable::PagetableOracle::new(params)),
+            Guest::Pingpong => Oracle::Pingpong(pingpong::PingpongOracle::new(params)),
+        }
+    }
+
+    /// The PFNs whose contents the oracle predicts (the guest region). Everything below
+    /// is runtime state (status block, rings, p2m frame lists, MFNs...) and is not
+    /// expected to survive a round trip byte for byte.
+    #[must_use]
+    pub fn region(params: &ToyParams) -> Range<Pfn> {
+        let n = match params.guest {
+            Guest::Counter => counter::region_pages(params),
+            Guest::Epoch => epoch::region_pages(params),
+            Guest::Pagetable => pagetable::region_pages(params),
+            Guest::Pingpong => pingpong::region_pages(params),
+        };
+        Pfn::new(PG_GUEST)..Pfn::new(PG_GUEST + n)
+    }
+
+    /// The guest region's exact contents after `steps` steps (empty for pingpong).
+    #[must_use]
+    pub fn expected_pages(&self, steps: u64) -> BTreeMap<Pfn, Vec<u8>> {
+        match self {
+            Oracle::Counter(o) => o.expected_pages(steps),
+            Oracle::Epoch(o) => o.expected_pages(steps),
+            Oracle::Pagetable(o) => o.expected_pages(steps),
+            Oracle::Pingpong(_) => BTreeMap::new(),
+        }
+    }
+
+    /// Checks a stopped guest's memory; returns its status block.
+    ///
+    /// # Errors
+    /// The first disagreement.
+    pub fn check(&self, mem: &impl GuestMemory, stop: Stop) -> Result<Status, OracleError> {
+        match self {
+            Oracle::Counter(o) => o.check(mem, stop),
+            Oracle::Epoch(o) => o.check(mem, stop),
+            Oracle::Pagetable(o) => o.check(mem, stop),
+            Oracle::Pingpong(_) => Status::read(mem),
+        }
+    }
+
+    /// The workload console lines after `steps` steps.
+    #[must_use]
+    pub fn expected_console(&self, steps: u64) -> Vec<String> {
+        match self {
+            Oracle::Counter(o) => o.expected_console(steps),
+            Oracle::Epoch(o) => o.expected_console(steps),
+            Oracle::Pagetable(o) => o.expected_console(steps),
+            Oracle::Pingpong(o) => o.expected_console(steps),
+        }
+    }
+
+    /// Checks memory and the console transcript together.
+    ///
+    /// # Errors
+    /// The first disagreement.
+    pub fn check_all(&self, mem: &impl GuestMemory, console: &str, stop: Stop) -> Result<Status, OracleError> {
+        let st = self.check(mem, stop)?;
+        let name = match self {
+            Oracle::Counter(_) => "counter",
+            Oracle::Epoch(_) => "epoch",
+            Oracle::Pagetable(_) => "pagetable",
+            Oracle::Pingpong(_) => "pingpong",
+        };
+        crate::oracle::check_console(
+            name,
+            console,
+            &st,
+            stop,
+            &self.expected_console(st.steps),
+            &self.expected_console(st.steps + 1),
+        )?;
+        Ok(st)
     }
 }
