@@ -438,3 +438,53 @@ impl DecodeCache {
         i
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insn_is_compact() {
+        assert_eq!(std::mem::size_of::<Insn>(), 32);
+    }
+
+    #[test]
+    fn runs_stop_at_unconditional_flow_and_mark_page_ends() {
+        let mut bytes = Box::new([0x90u8; 4096]);
+        bytes[0..2].copy_from_slice(&[0xeb, 0xfe]); // jmp $
+        bytes[4093..4096].copy_from_slice(&[0x48, 0x89, 0xc0]); // mov rax, rax (ends the page)
+        let mut p = CachedPage::new(CodePage { key: 0, gen: 0 });
+        p.decode_run(0, &bytes);
+        assert_eq!(p.insns.len(), 1, "nothing after the jmp is decoded");
+        let s = p.decode_run(4090, &bytes);
+        assert_eq!(p.insns.len(), 1 + 4);
+        assert_eq!(p.insn(s).code, Code::Nopd);
+        let last = p.insn(p.slots[4093]);
+        assert_eq!(last.code, Code::Mov_rm64_r64);
+        assert_ne!(last.attr & attr::END, 0);
+        // A 10-byte mov starting 4 bytes before the end straddles.
+        bytes[4092..4096].copy_from_slice(&[0x48, 0xb8, 0x11, 0x22]);
+        let mut p = CachedPage::new(CodePage { key: 0, gen: 1 });
+        let s = p.decode_run(4092, &bytes);
+        assert_ne!(p.insn(s).attr & attr::STRADDLE, 0);
+    }
+
+    #[test]
+    fn address_size_prefix_scan() {
+        assert!(has_addr32_prefix(&[0x67, 0x8b, 0x03]));
+        assert!(has_addr32_prefix(&[0x64, 0x67, 0x48, 0x8b, 0x03]));
+        assert!(!has_addr32_prefix(&[0x48, 0x8b, 0x03]));
+        assert!(!has_addr32_prefix(&[0x8b, 0x67]));
+    }
+
+    #[test]
+    fn relative_operands_do_not_depend_on_the_mapping() {
+        // lea rax, [rip + 0x10]; jmp +5 — decoded at two different IPs, identical Insns.
+        let code = [0x48, 0x8d, 0x05, 0x10, 0, 0, 0, 0xeb, 0x05];
+        let a = decode_one(&code, 0);
+        let b = decode_one(&code, 0x7fff_0000);
+        assert_eq!(a, b);
+        assert_eq!(a.base, RIP);
+        assert_eq!(a.disp, 0x10);
+    }
+}

@@ -1,8 +1,9 @@
 //! Dispatch: one `match` on iced's [`Code`] selects the handler and its width.
 //!
-//! Generated-looking but hand-maintained: every arm names the instruction family module
-//! (`ops::*`) and instantiates it for the operand width. Anything not listed raises #UD;
-//! privileged instructions raise #GP(0), as in ring 3.
+//! Every arm names the instruction family module (`ops::*`) and instantiates it for the
+//! operand width. Anything not listed raises #UD; privileged instructions raise #GP(0), as
+//! in ring 3. The families outside the hot set are matched a second time in their own
+//! out-of-line function.
 
 use iced_x86::Code as C;
 

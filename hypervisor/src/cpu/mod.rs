@@ -6,24 +6,55 @@
 //! tests) until an [`Exit`]: a `syscall`, an exception to deliver, or the end of the
 //! instruction budget.
 //!
+//! ```text
+//! run(&mut regs, &mut bus, &mut cache, RunLimits { budget, tsc, tsc_aux }) -> RunResult { exit, retired }
+//!     loop: bus.fetch_page(rip) ─► cache.page(key, gen) ─► decoded Insn at rip & 0xfff
+//!           ─► dispatch (match on iced Code) ─► ops::<family> handler ─► Flow
+//!           (stays inside the page until a branch leaves it, a store changes it, or an exit)
+//! ```
+//!
 //! ## Shape
 //!
-//! - [`decode`]: iced-x86 decodes each code page once into compact instructions, cached per
-//!   page key in a [`DecodeCache`] and re-decoded when the page's generation changes.
-//! - [`dispatch`]: one `match` on iced's `Code` picks the handler in [`ops`] (one file per
-//!   instruction family) and its operand width.
+//! - `decode`: iced-x86 decodes each code page once, lazily in straight-line runs, into
+//!   compact 32-byte instructions, cached per page key in a [`DecodeCache`] and re-decoded
+//!   when the page's generation changes (self-modifying code, or the frame reused).
+//! - `dispatch`: one `match` on iced's `Code` picks the handler in `ops` (one file per
+//!   instruction family) and its operand width; hot instructions are inlined into the run
+//!   loop, the rarer families are called out of line.
 //! - [`flags`]: the arithmetic flag rules as pure width-generic functions, including the
-//!   values chosen for architecturally undefined flags.
+//!   values chosen for architecturally undefined flags; `lazy` defers them for the common
+//!   producers until something reads them.
 //! - [`cpuid`]: the fixed CPUID table.
 //!
 //! ## Model of the CPU
 //!
 //! 64-bit mode, CPL 3 (a 64-bit PV guest's kernel and user both run in ring 3), flat
-//! segments except the fs/gs bases. Privileged instructions raise #GP(0); `hlt` too (a PV
-//! guest blocks with a hypercall). Exceptions are precise: a faulting instruction changes
-//! nothing (a `rep` string instruction keeps the iterations it completed, as on hardware).
-//! Time is virtual: the TSC advances [`TSC_PER_INSN`] per retired instruction.
-//! The interpreter never panics on guest input.
+//! segments except the fs/gs bases. Exceptions are precise: a faulting instruction changes
+//! nothing (a `rep` string instruction keeps the iterations it completed, as on hardware);
+//! traps (int3, int1) report `rip` after the instruction. Time is virtual: the TSC reads
+//! `limits.tsc + retired * TSC_PER_INSN`. The interpreter never panics on guest input.
+//!
+//! Implemented (all operand sizes the instruction has, memory and register forms):
+//! mov movzx movsx movsxd lea xchg cmpxchg cmpxchg8b/16b xadd movbe xlat bswap;
+//! add or adc sbb and sub xor cmp test not neg inc dec (with `lock` on the lockable forms);
+//! shl/sal shr sar rol ror rcl rcr shld shrd; mul imul (1, 2, 3 operands) div idiv;
+//! bt bts btr btc; bsf bsr tzcnt lzcnt popcnt andn bextr blsi blsmsk blsr;
+//! push pop call ret (imm16) enter leave pushf popf; jmp jcc loop loope loopne jrcxz jecxz
+//! setcc cmovcc; cbw cwde cdqe cwd cdq cqo; movs stos lods cmps scas with rep/repe/repne;
+//! clc stc cmc cld std lahf sahf; mov from segment registers; nop (all forms), pause,
+//! endbr, the hint nops, prefetches and fences; cpuid rdtsc rdtscp; syscall
+//! ([`Exit::Syscall`]); int3 (#BP), int1 (#DB), `int n` (#GP(n·8+2) — Xen's IDT gate for
+//! the model to emulate), ud0/ud1/ud2 (#UD).
+//!
+//! #GP(0) (privileged in ring 3): hlt cli sti swapgs rdmsr wrmsr rdpmc mov to/from cr/dr
+//! lgdt lidt lldt ltr lmsw clts invd wbinvd invlpg xsetbv sysret in/out/ins/outs.
+//!
+//! #UD (not implemented, and not advertised by CPUID): x87, MMX, SSE and everything VEX/EVEX
+//! except BMI1; far jmp/call/ret, iret, sysenter/sysexit; mov to segment registers,
+//! push/pop of segment registers, lar/lsl/verr/verw, sgdt/sidt/sldt/str/smsw; rdfsbase and
+//! friends (CR4.FSGSBASE is off); rdrand/rdseed/rdpid; clflush; anything else iced-x86
+//! does not decode, or decodes as invalid (an illegal `lock`, more than 15 bytes, opcodes
+//! invalid in 64-bit mode). A 66 prefix on a near branch is ignored, as on Intel.
 
 mod bus;
 pub mod cpuid;
