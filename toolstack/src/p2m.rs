@@ -367,9 +367,8 @@ fn walk_linear<X: Xen + ?Sized>(
                     mfn: table,
                 });
             }
-            if !cache.contains_key(&table) {
-                let page = read_one(x, dom, table, "a linear p2m page table")?;
-                cache.insert(table, page);
+            if let std::collections::btree_map::Entry::Vacant(slot) = cache.entry(table) {
+                slot.insert(read_one(x, dom, table, "a linear p2m page table")?);
             }
             let idx = ((va >> shift) & 511) as usize;
             let pte = le64(&cache[&table], idx * 8);
