@@ -17,10 +17,11 @@
 //!   this is the segments' virtual addresses.
 //! - Xen's notes (name `"Xen"`) are read from `PT_NOTE` segments, or, if there are none,
 //!   from `SHT_NOTE` sections. The entry point is `XEN_ELFNOTE_ENTRY`, else `e_entry`.
-//! - As libelf: `virt_base ≤ start ≤ entry ≤ end`; the hypercall page (if any) lies
-//!   inside the image. Unlike libelf, an image without Xen notes is accepted (its
-//!   addresses are then taken as they are), and the start is rounded down to a page
-//!   boundary instead of being refused.
+//! - As libelf: `virt_base ≤ start ≤ entry`, and the hypercall page (if any) lies
+//!   inside the image. Unlike libelf, the entry point must be strictly inside the image
+//!   (libelf lets it equal the end), an image without Xen notes is accepted (its
+//!   addresses are then taken as they are: `virt_base` 0), and an unaligned start is
+//!   rounded down to a page boundary (zero-padded) instead of being refused.
 //!
 //! Every offset and size is checked before it is used: a malformed file is an
 //! [`ImageError`], never a panic, and never a huge allocation (the image is at most

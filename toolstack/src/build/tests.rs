@@ -870,3 +870,67 @@ fn a_failure_at_any_call_leaves_nothing_behind() {
         "every step that talks to Xen was made to fail"
     );
 }
+
+struct OneToy;
+
+impl ToyGuests for OneToy {
+    fn toy_image(&self, name: &str, cmdline: &str) -> Result<KernelImage, String> {
+        match name {
+            "spin" if cmdline.starts_with("seed=") => Ok(spin_image()),
+            "spin" => Err(format!("bad parameters `{cmdline}`")),
+            _ => Err("no such toy guest".into()),
+        }
+    }
+}
+
+#[test]
+fn kernels_from_toys_and_files() {
+    let mut c = config("k", 8);
+    c.kernel = KernelSpec::Toy("spin".into());
+    assert_eq!(load_kernel(&c, &OneToy).expect("toy"), spin_image());
+    c.kernel = KernelSpec::Toy("nope".into());
+    let e = load_kernel(&c, &OneToy).expect_err("unknown toy");
+    assert_eq!(e.to_string(), "toy guest `nope`: no such toy guest");
+
+    let dir = std::env::temp_dir();
+    let flat = dir.join(format!("xi-build-flat-{}.bin", std::process::id()));
+    let elf = dir.join(format!("xi-build-elf-{}.bin", std::process::id()));
+    let bad = dir.join(format!("xi-build-bad-{}.bin", std::process::id()));
+    std::fs::write(&flat, [0xeb, 0xfe]).expect("write");
+    std::fs::write(&elf, make_elf(0x60_0000, &[(0x60_0000, &[0xc3], 1)], &[])).expect("write");
+    std::fs::write(&bad, &b"\x7fELF\x01"[..]).expect("write");
+    let load = |p: &std::path::Path| {
+        let mut c = config("k", 8);
+        c.kernel = KernelSpec::File(p.display().to_string());
+        load_kernel(&c, &OneToy)
+    };
+    let f = load(&flat).expect("flat");
+    assert_eq!(
+        (f.virt_base, f.load_addr, f.entry),
+        (DEFAULT_FLAT_BASE, DEFAULT_FLAT_BASE, DEFAULT_FLAT_BASE)
+    );
+    let e = load(&elf).expect("elf");
+    assert_eq!(
+        (e.virt_base, e.load_addr, e.entry),
+        (0, 0x60_0000, 0x60_0000)
+    );
+    let err = load(&bad).expect_err("truncated ELF");
+    assert!(matches!(err, LoadKernelError::Image { .. }), "{err}");
+    let err = load(&dir.join("xi-no-such-kernel")).expect_err("missing");
+    assert!(matches!(err, LoadKernelError::Io { .. }), "{err}");
+    for p in [flat, elf, bad] {
+        let _ = std::fs::remove_file(p);
+    }
+    // An ELF kernel with virt_base 0 builds too (PFN 0 at VA 0, kernel at 6 MiB).
+    let mut m = model(8192);
+    let d = build(
+        &mut m,
+        &config("low", 16),
+        &e,
+        &BuildOptions::default(),
+        None,
+    )
+    .expect("build");
+    assert_eq!(d.layout.kernel.pfn, Pfn::new(0x600));
+    m.check_invariants().expect("invariants");
+}
