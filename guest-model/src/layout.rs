@@ -154,8 +154,6 @@ pub(crate) const G_TRAP_ERR: u64 = 0x1c0;
 pub(crate) const G_TRAP_CR2: u64 = 0x1c8;
 pub(crate) const G_SYSCALL_RAX: u64 = 0x1d0;
 pub(crate) const G_TMP0: u64 = 0x1d8;
-pub(crate) const G_TMP1: u64 = 0x1e0;
-pub(crate) const G_TMP2: u64 = 0x1e8;
 pub(crate) const G_TMP3: u64 = 0x1f0;
 /// Port handler table: 8 slots of `{port u64, handler u64}`.
 pub(crate) const G_HANDLERS: u64 = 0x200;

@@ -1811,18 +1811,3 @@ impl Gen<'_> {
         self.x.a.ret()
     }
 }
-
-/// The PTE value mapping `mfn` (in a register) with `flags`: emits
-/// `mov dst, mfn; shl dst, 12; or dst, flags`.
-pub(crate) fn pte(
-    a: &mut CodeAssembler,
-    dst: AsmRegister64,
-    mfn: AsmRegister64,
-    flags: u64,
-) -> AsmResult {
-    if dst != mfn {
-        a.mov(dst, mfn)?;
-    }
-    a.shl(dst, 12)?;
-    a.or(dst, flags as i32)
-}
