@@ -120,7 +120,12 @@ impl Oracle {
     ///
     /// # Errors
     /// The first disagreement.
-    pub fn check_all(&self, mem: &impl GuestMemory, console: &str, stop: Stop) -> Result<Status, OracleError> {
+    pub fn check_all(
+        &self,
+        mem: &impl GuestMemory,
+        console: &str,
+        stop: Stop,
+    ) -> Result<Status, OracleError> {
         let st = self.check(mem, stop)?;
         let name = match self {
             Oracle::Counter(_) => "counter",
