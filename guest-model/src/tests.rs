@@ -11,7 +11,10 @@ fn all_images() -> Vec<ToyImage> {
         ("counter", "pages=3 steps=10 report=2"),
         ("counter", "pages=8192 report=0"),
         ("epoch", ""),
-        ("epoch", "seed=99 pages=300 writes=4096 period_ns=1000 steps=5"),
+        (
+            "epoch",
+            "seed=99 pages=300 writes=4096 period_ns=1000 steps=5",
+        ),
         ("pagetable", ""),
         ("pagetable", "steps=3 report=1"),
         ("pingpong", "role=ping"),
@@ -26,15 +29,26 @@ fn all_images() -> Vec<ToyImage> {
 #[test]
 fn images_assemble_and_decode_into_the_subset() {
     for img in all_images() {
-        let used = check_code(img.code(), img.entry).unwrap_or_else(|e| panic!("{}: {e}", img.name));
+        let used =
+            check_code(img.code(), img.entry).unwrap_or_else(|e| panic!("{}: {e}", img.name));
         assert!(!used.is_empty());
         assert_eq!(img.bytes.len() as u64 % 4096, 0);
         assert_eq!(img.entry, img.virt_base);
         assert!(img.bytes.len() as u64 >= crate::layout::PG_GUEST * 4096);
         // The hypercall page and everything after the code pages is zero.
         let code_end = (crate::layout::CODE_PAGES * 4096) as usize;
-        assert!(img.bytes[code_end..].iter().all(|&b| b == 0), "{}", img.name);
-        eprintln!("{}: {} code bytes, {} total, {} distinct codes", img.name, img.code_len, img.bytes.len(), used.len());
+        assert!(
+            img.bytes[code_end..].iter().all(|&b| b == 0),
+            "{}",
+            img.name
+        );
+        eprintln!(
+            "{}: {} code bytes, {} total, {} distinct codes",
+            img.name,
+            img.code_len,
+            img.bytes.len(),
+            used.len()
+        );
     }
 }
 
@@ -44,21 +58,39 @@ fn images_are_deterministic() {
     let b = all_images();
     assert_eq!(a, b);
     // Different parameters, different bytes.
-    assert_ne!(toy("counter", "pages=3").unwrap().bytes, toy("counter", "pages=4").unwrap().bytes);
-    assert_ne!(toy("epoch", "seed=1").unwrap().bytes[..32768], toy("epoch", "seed=2").unwrap().bytes[..32768]);
+    assert_ne!(
+        toy("counter", "pages=3").unwrap().bytes,
+        toy("counter", "pages=4").unwrap().bytes
+    );
+    assert_ne!(
+        toy("epoch", "seed=1").unwrap().bytes[..32768],
+        toy("epoch", "seed=2").unwrap().bytes[..32768]
+    );
     // Same parameters written differently: same image.
-    assert_eq!(toy("epoch", "seed=3 pages=9").unwrap(), toy("epoch", "pages=9  seed=3").unwrap());
+    assert_eq!(
+        toy("epoch", "seed=3 pages=9").unwrap(),
+        toy("epoch", "pages=9  seed=3").unwrap()
+    );
     let p = ToyParams::parse(Guest::Counter, "pages=5").unwrap();
     assert_eq!(build(&p).unwrap(), toy("counter", "pages=5").unwrap());
 }
 
 #[test]
 fn toy_rejects_bad_names_and_keys() {
-    assert!(matches!(toy("countr", ""), Err(ToyError::UnknownGuest { .. })));
+    assert!(matches!(
+        toy("countr", ""),
+        Err(ToyError::UnknownGuest { .. })
+    ));
     let e = toy("counter", "bogus=1").unwrap_err();
     assert!(e.to_string().contains("bogus"), "{e}");
-    assert!(matches!(toy("pingpong", ""), Err(ToyError::MissingKey { key: "role", .. })));
-    assert!(matches!(toy("epoch", "period_ns=5"), Err(ToyError::BadValue { .. })));
+    assert!(matches!(
+        toy("pingpong", ""),
+        Err(ToyError::MissingKey { key: "role", .. })
+    ));
+    assert!(matches!(
+        toy("epoch", "period_ns=5"),
+        Err(ToyError::BadValue { .. })
+    ));
 }
 
 mod oracles {
@@ -95,7 +127,10 @@ mod oracles {
         o.check_monotone(&[5, 5, 4, 4]).unwrap();
         o.check_monotone(&[0, 0, 255]).unwrap();
         o.check_monotone(&[7, 7, 7]).unwrap();
-        assert!(matches!(o.check_monotone(&[5, 4, 3]), Err(OracleError::NotMonotone { .. })));
+        assert!(matches!(
+            o.check_monotone(&[5, 4, 3]),
+            Err(OracleError::NotMonotone { .. })
+        ));
         assert!(o.check_monotone(&[5, 6]).is_err());
         assert!(o.check_monotone(&[5, 3]).is_err());
         // Exact check with a status block.
@@ -108,20 +143,29 @@ mod oracles {
         // A crafted bad image: monotone but not what 6 steps give.
         let mut bad = o.expected_pages(6);
         bad.get_mut(&o.pfn(3)).unwrap()[0] = 2;
-        assert!(matches!(o.check(&mem_with(6, bad), Stop::Anywhere), Err(OracleError::Mismatch { .. })));
+        assert!(matches!(
+            o.check(&mem_with(6, bad), Stop::Anywhere),
+            Err(OracleError::Mismatch { .. })
+        ));
         // Two steps down.
         let mut bad = o.expected_pages(6);
         bad.get_mut(&o.pfn(1)).unwrap()[0] = 1;
         bad.get_mut(&o.pfn(2)).unwrap()[0] = 0;
         bad.get_mut(&o.pfn(3)).unwrap()[0] = 0;
-        assert!(matches!(o.check(&mem_with(6, bad), Stop::Anywhere), Err(OracleError::NotMonotone { .. })));
+        assert!(matches!(
+            o.check(&mem_with(6, bad), Stop::Anywhere),
+            Err(OracleError::NotMonotone { .. })
+        ));
         // Noise elsewhere in a region page.
         let mut bad = o.expected_pages(6);
         bad.get_mut(&o.pfn(0)).unwrap()[100] = 1;
         assert!(o.check(&mem_with(6, bad), Stop::Anywhere).is_err());
         assert_eq!(
             o.expected_console(5000),
-            ["counter: start steps=0 report=4096 pages=4", "counter: step 4096"]
+            [
+                "counter: start steps=0 report=4096 pages=4",
+                "counter: step 4096"
+            ]
         );
     }
 
@@ -137,7 +181,10 @@ mod oracles {
         let mut missing = written_after_2.clone();
         let first = *missing.iter().next().unwrap();
         missing.remove(&first);
-        assert!(matches!(o.check_dirty_log(&mem, 2, 4, &missing), Err(OracleError::DirtyLog(_))));
+        assert!(matches!(
+            o.check_dirty_log(&mem, 2, 4, &missing),
+            Err(OracleError::DirtyLog(_))
+        ));
         // Extra dirty pages are fine.
         let all: BTreeSet<Pfn> = (0..8).map(|i| o.pfn(i)).collect();
         o.check_dirty_log(&mem, 2, 4, &all).unwrap();
@@ -148,7 +195,9 @@ mod oracles {
         let p5 = o.picks(5)[0];
         flight.get_mut(&o.pfn(p5)).unwrap()[..8].copy_from_slice(&5u64.to_le_bytes());
         let flight = mem_with(4, flight);
-        assert!(o.check(&flight, Stop::SafePoint).is_err() || o.expected_values(4)[p5 as usize] == 5);
+        assert!(
+            o.check(&flight, Stop::SafePoint).is_err() || o.expected_values(4)[p5 as usize] == 5
+        );
         o.check(&flight, Stop::Anywhere).unwrap();
     }
 
@@ -167,8 +216,14 @@ mod oracles {
         let pages = o.expected_pages(40);
         let res = &pages[&o.results_pfn()];
         // Round 40 is in record 7; rounds 9..=40 are kept, 1..=8 overwritten.
-        assert_eq!(u64::from_le_bytes(res[7 * 128..7 * 128 + 8].try_into().unwrap()), 40);
-        assert_eq!(u64::from_le_bytes(res[8 * 128..8 * 128 + 8].try_into().unwrap()), 9);
+        assert_eq!(
+            u64::from_le_bytes(res[7 * 128..7 * 128 + 8].try_into().unwrap()),
+            40
+        );
+        assert_eq!(
+            u64::from_le_bytes(res[8 * 128..8 * 128 + 8].try_into().unwrap()),
+            9
+        );
         let mem = mem_with(40, pages.clone());
         o.check(&mem, Stop::SafePoint).unwrap();
         let mut bad = pages;
@@ -178,7 +233,12 @@ mod oracles {
 
     #[test]
     fn pingpong_pairs() {
-        let c = |received, sent, channels| Counts { received, sent, channels, peer_changes: 0 };
+        let c = |received, sent, channels| Counts {
+            received,
+            sent,
+            channels,
+            peer_changes: 0,
+        };
         // Alternating: the pong opened, the ping answered, ...
         PingpongOracle::check_pair(&c(10, 10, 1), &c(10, 11, 1)).unwrap();
         PingpongOracle::check_pair(&c(11, 10, 1), &c(10, 11, 1)).unwrap();
