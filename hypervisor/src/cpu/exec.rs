@@ -290,8 +290,15 @@ impl<B: Bus> Ctx<'_, B> {
     }
 
     /// Records a lazy flag producer of width `W` (`kind` from [`lazy::kind`]).
+    ///
+    /// inc/dec keep CF, so the current CF (possibly itself pending) is folded into
+    /// `r.rflags` first, where their lazy state reads it.
     #[inline(always)]
     pub fn set_lazy<W: Width>(&mut self, k: u8, a: u64, b: u64, res: u64) {
+        if k == kind::INC || k == kind::DEC {
+            let cf = if self.cf() { CF } else { 0 };
+            self.r.rflags = (self.r.rflags & !CF) | cf;
+        }
         self.lazy = Lazy {
             op: k | lazy::wlog(W::BITS),
             a,

@@ -18,12 +18,58 @@ fn interesting_u64() -> impl Strategy<Value = u64> {
     ]
 }
 
+/// One plausible instruction: optional prefixes, an opcode biased toward the implemented
+/// families, a ModRM byte and a few displacement/immediate bytes.
+fn chunk() -> impl Strategy<Value = Vec<u8>> {
+    let prefix = prop::sample::select(vec![
+        0x66u8, 0x67, 0xf2, 0xf3, 0xf0, 0x64, 0x65, 0x40, 0x41, 0x44, 0x48, 0x49, 0x4c, 0x4d,
+    ]);
+    let opcode = prop_oneof![
+        any::<u8>().prop_map(|b| vec![b]),
+        (0u8..0x40).prop_map(|b| vec![b]),    // ALU
+        (0x50u8..0x60).prop_map(|b| vec![b]), // push/pop
+        (0x70u8..0x80).prop_map(|b| vec![b]), // jcc
+        (0x80u8..0x90).prop_map(|b| vec![b]), // group 1, test, xchg, mov, lea
+        (0xa4u8..0xb0).prop_map(|b| vec![b]), // string ops
+        prop::sample::select(vec![
+            0xc0u8, 0xc1, 0xd0, 0xd1, 0xd3, 0xf6, 0xf7, 0xfe, 0xff, 0xc3, 0xc2, 0xc8, 0xc9, 0xe8,
+            0xe9, 0xeb, 0xe0, 0xe1, 0xe2, 0xe3, 0x98, 0x99, 0x9c, 0x9d, 0xcc, 0xcd
+        ])
+        .prop_map(|b| vec![b]),
+        prop::sample::select(vec![
+            0x40u8, 0x44, 0x48, 0x4c, 0x90, 0x94, 0x9c, 0xa2, 0xa3, 0xab, 0xa4, 0xa5, 0xac, 0xad,
+            0xaf, 0xb0, 0xb1, 0xb3, 0xb6, 0xb7, 0xba, 0xbb, 0xbc, 0xbd, 0xbe, 0xbf, 0xc0, 0xc1,
+            0xc7, 0xc8, 0x31, 0x05, 0x0b, 0x1f, 0xb8,
+        ])
+        .prop_map(|b| vec![0x0f, b]),
+    ];
+    (
+        proptest::collection::vec(prefix, 0..3),
+        opcode,
+        any::<u8>(),
+        proptest::collection::vec(any::<u8>(), 0..9),
+    )
+        .prop_map(|(mut p, op, modrm, tail)| {
+            p.extend(op);
+            p.push(modrm);
+            p.extend(tail);
+            p
+        })
+}
+
+fn program() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 1..256),
+        proptest::collection::vec(chunk(), 1..40).prop_map(|c| c.concat()),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn random_code_never_panics(
-        code in proptest::collection::vec(any::<u8>(), 1..256),
+        code in program(),
         gpr in proptest::array::uniform16(interesting_u64()),
         flags in any::<u64>(),
         at in 0u64..0x1000,
@@ -72,7 +118,7 @@ proptest! {
     /// inside a page, lazy flags and `rep` interruption are all invisible.
     #[test]
     fn one_run_equals_single_steps(
-        code in proptest::collection::vec(any::<u8>(), 1..128),
+        code in program(),
         gpr in proptest::array::uniform16(interesting_u64()),
         flags in any::<u64>(),
         budget in 1u64..100,

@@ -825,7 +825,7 @@ macro_rules! consumers {
                 de: never,
                 loose: never,
                 feature: None,
-                n: 10,
+                n: 9 + $prod.lines().count() as u64,
             },
         )*]
     };
@@ -859,6 +859,25 @@ fn consumer_cases() -> Vec<Case> {
         ("xadd si, di", |a| a.xadd(si, di)),
         ("cmpxchg rsi, rdi", |a| a.cmpxchg(rsi, rdi)),
         ("cmpxchg sil, dil", |a| a.cmpxchg(sil, dil)),
+        // inc/dec keep CF from a producer whose flags are still pending.
+        ("or rsi, rdi\ninc rsi", |a| {
+            a.or(rsi, rdi)?;
+            a.inc(rsi)
+        }),
+        ("add esi, edi\ndec sil", |a| {
+            a.add(esi, edi)?;
+            a.dec(sil)
+        }),
+        ("sub rsi, rdi\ninc si\ndec esi", |a| {
+            a.sub(rsi, rdi)?;
+            a.inc(si)?;
+            a.dec(esi)
+        }),
+        ("cmp rsi, rdi\nshl rsi, 3\ncmc", |a| {
+            a.cmp(rsi, rdi)?;
+            a.shl(rsi, 3)?;
+            a.cmc()
+        }),
     ]
 }
 

@@ -669,3 +669,21 @@ fn hint_nops_do_nothing() {
         assert_eq!(vm.regs.gpr, before.gpr, "{code:x?}");
     }
 }
+
+#[test]
+fn inc_keeps_a_pending_carry() {
+    // or clears CF (lazily); inc must keep that cleared CF, not the stale one in RFLAGS.
+    let mut vm = Vm::with(|a| {
+        a.stc()?;
+        a.or(al, al)?;
+        a.inc(al)?;
+        a.setc(bl)?;
+        a.stc()?;
+        a.dec(ecx)?;
+        a.setc(bh)?;
+        a.ud2()
+    });
+    done(&mut vm);
+    assert_eq!(vm.gpr(RBX) & 0xffff, 0x0100);
+    assert_eq!(vm.regs.rflags & CF, CF);
+}
