@@ -2,6 +2,7 @@
 //! interpreter; every run ends in a clean exit with consistent accounting.
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 use super::{PAGES, STACK};
 use crate::cpu::{run, DecodeCache, Exit, FlatMemory, Regs, RunLimits};
@@ -65,7 +66,13 @@ fn program() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 2000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "src/cpu/tests/proptest-regressions/fuzz.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_code_never_panics(
@@ -111,7 +118,13 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 1000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "src/cpu/tests/proptest-regressions/fuzz.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     /// Running `budget` instructions in one go, or one instruction per run with a fresh
     /// decode cache each time, ends in the same state: the cache, straight-line execution

@@ -24,6 +24,7 @@ use std::arch::asm;
 use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 use crate::cpu::flags::{AF, ARITH, CF, OF, PF, SF, ZF};
 use crate::cpu::gpr::*;
@@ -882,7 +883,13 @@ fn consumer_cases() -> Vec<Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "src/cpu/tests/proptest-regressions/host.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn lazy_flag_consumers_match_host(s in state()) {
