@@ -61,7 +61,9 @@ pub(crate) struct Ctx<'a, B: Bus> {
     /// The registers, copied in for the run (one indirection less on every access).
     pub r: Regs,
     pub bus: &'a mut B,
-    /// `rip` of the next instruction (the instruction's own `rip` is still in `r.rip`).
+    /// `rip` of the next instruction. While the run loop stays in a page it keeps `rip` in
+    /// a local and `r.rip` is only brought up to date when control leaves the loop; handlers
+    /// use `next` (RIP-relative operands, return addresses) and write `r.rip` to branch.
     pub next: u64,
     /// Set by every store, so the loop can re-check the running code page.
     pub wrote: bool,

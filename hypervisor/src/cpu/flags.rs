@@ -16,18 +16,22 @@
 //! | and/or/xor/test | AF | cleared |
 //! | shl/sal, shr, sar (count ≠ 0) | AF; OF when count > 1 | AF set; OF computed with the count-1 formula on the result (shl: `msb(res) ^ CF`, shr: `res[w-1] ^ res[w-2]`, sar: 0) |
 //! | shl/shr (count ≥ width, 8/16-bit) | CF | the last bit shifted out of the zero-extended value (0 once the count passes the width) |
-//! | rol/ror (count > 1) | OF | same formula as count 1 (rol: `msb ^ CF`, ror: `res[w-1] ^ res[w-2]`) |
+//! | rol/ror, rcl/rcr (count > 1) | OF | same formula as count 1 (rol/rcl: `msb ^ CF`, ror/rcr: `res[w-1] ^ res[w-2]`) |
 //! | mul/imul | SF ZF AF PF | unchanged |
 //! | div/idiv | all six | CF OF unchanged, AF set, SF ZF PF cleared |
 //! | bt/bts/btr/btc | OF SF AF PF | unchanged |
 //! | bsf/bsr | CF OF SF AF PF | CF OF SF AF cleared, PF = parity of the index (of 0 when the source is 0) |
 //! | tzcnt/lzcnt | OF SF AF PF | OF unchanged, SF AF PF cleared |
 //! | shld/shrd (count ≠ 0) | AF; OF when count > 1 | AF set; OF as for shl (`msb(res) ^ CF`) / shr (`res[w-1] ^ res[w-2]`) |
+//! | shld/shrd, 16-bit, count > 16 | result, CF, OF | see `ops::shift::shxd` (the source rotated; CF clear) |
 //! | bextr | AF SF PF | AF set, SF cleared, PF = parity of the result |
 //! | andn, blsi, blsmsk, blsr | AF PF | AF cleared, PF = parity of the result |
 //!
 //! The differential tests in `tests/host.rs` compare exactly these values when the host CPU is
-//! an AMD one, and mask the undefined flags out otherwise.
+//! an AMD one, and mask the undefined flags out otherwise. Things the SDM leaves
+//! implementation-specific but AMD defines are AMD's too: `bsf`/`bsr` with a zero source
+//! leave the destination (all 64 bits) unchanged; a 32-bit `cmpxchg` that fails leaves the
+//! destination register's upper half alone.
 
 /// Carry flag.
 pub const CF: u64 = 1 << 0;
