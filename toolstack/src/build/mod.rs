@@ -46,6 +46,7 @@
 
 pub mod image;
 pub mod layout;
+pub mod toys;
 pub mod xenstore;
 
 #[cfg(test)]
@@ -73,6 +74,10 @@ use crate::config::{DomainConfig, DomainUuid, KernelSpec};
 
 pub use image::{ImageError, KernelImage, XenNotes};
 pub use layout::{Layout, LayoutError, Region, TableCounts};
+pub use toys::{
+    check_oracle, create, create_with_progress, guest_p2m, read_guest_pages, toy_params,
+    BuiltinToys, CreateError, GuestPages, GuestReadError, OracleCheck, Verdict,
+};
 
 /// `DOMID_ANY`: createdomain picks the id (4.17 also accepts 0 or any reserved id;
 /// 4.22 only this one).
@@ -380,8 +385,8 @@ impl BuildError {
     }
 }
 
-/// Where toy guests come from: the CLI implements this over the `guest-model` crate,
-/// so the builder does not depend on the list of guests.
+/// Where toy guests come from ([`BuiltinToys`] is the `guest-model` crate's guests); a
+/// test may bring its own.
 pub trait ToyGuests {
     /// The image of toy guest `name` with its parameters in `cmdline`.
     ///
