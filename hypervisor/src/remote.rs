@@ -430,6 +430,9 @@ pub enum XenCall {
         /// The domain.
         dom: u16,
     },
+    /// Not a trait call: asks a host daemon ([`host::serve_host`]) to stop once it has
+    /// replied (`xi host stop`). [`dispatch`] refuses it.
+    StopHost,
 }
 
 impl XenCall {
@@ -469,6 +472,7 @@ impl XenCall {
             XenCall::XsIntroduce { .. } => "xs_introduce",
             XenCall::XsRelease { .. } => "xs_release",
             XenCall::XsGetDomainPath { .. } => "xs_get_domain_path",
+            XenCall::StopHost => "stop_host",
         }
     }
 }
@@ -762,6 +766,11 @@ fn dispatch_inner<X: Xen + ?Sized>(x: &mut X, call: XenCall) -> Result<XenReply,
         XenCall::XsGetDomainPath { dom } => {
             XenReply::Path(wire(x.xs_get_domain_path(DomId::new(dom))))
         }
+        XenCall::StopHost => {
+            return Err(refused(
+                "stop_host: this server is not a host daemon".into(),
+            ))
+        }
     })
 }
 
@@ -798,19 +807,29 @@ pub fn read_frame<R: Read + ?Sized>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
     read_frame_until(r, &|| false)
 }
 
+/// How a read at a frame boundary ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Boundary<T> {
+    /// The buffer is full (or the frame complete).
+    Done(T),
+    /// The peer closed the stream cleanly before the first byte.
+    Eof,
+    /// A read timed out before the first byte and `stop` said to stop.
+    Stopped,
+}
+
 /// Fills `buf` from `r`. Read timeouts are retried, except that a timeout before the
 /// first byte of a frame header (`at_boundary`) asks `stop`, and stops if it says so.
-/// Returns `Ok(false)` on a clean stop or end of stream at the boundary.
 fn fill<R: Read + ?Sized>(
     r: &mut R,
     buf: &mut [u8],
     at_boundary: bool,
     stop: &dyn Fn() -> bool,
-) -> io::Result<bool> {
+) -> io::Result<Boundary<()>> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
-            Ok(0) if got == 0 && at_boundary => return Ok(false),
+            Ok(0) if got == 0 && at_boundary => return Ok(Boundary::Eof),
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -826,22 +845,34 @@ fn fill<R: Read + ?Sized>(
                 ) =>
             {
                 if got == 0 && at_boundary && stop() {
-                    return Ok(false);
+                    return Ok(Boundary::Stopped);
                 }
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
+    Ok(Boundary::Done(()))
 }
 
 fn read_frame_until<R: Read + ?Sized>(
     r: &mut R,
     stop: &dyn Fn() -> bool,
 ) -> io::Result<Option<Vec<u8>>> {
+    match read_frame_or_stop(r, stop)? {
+        Boundary::Done(f) => Ok(Some(f)),
+        Boundary::Eof | Boundary::Stopped => Ok(None),
+    }
+}
+
+fn read_frame_or_stop<R: Read + ?Sized>(
+    r: &mut R,
+    stop: &dyn Fn() -> bool,
+) -> io::Result<Boundary<Vec<u8>>> {
     let mut header = [0u8; 4];
-    if !fill(r, &mut header, true, stop)? {
-        return Ok(None);
+    match fill(r, &mut header, true, stop)? {
+        Boundary::Done(()) => {}
+        Boundary::Eof => return Ok(Boundary::Eof),
+        Boundary::Stopped => return Ok(Boundary::Stopped),
     }
     let len = u32::from_le_bytes(header) as usize;
     if len > MAX_FRAME {
@@ -859,7 +890,7 @@ fn read_frame_until<R: Read + ?Sized>(
         body.resize(start + (len - start).min(CHUNK), 0);
         fill(r, &mut body[start..], false, stop)?;
     }
-    Ok(Some(body))
+    Ok(Boundary::Done(body))
 }
 
 fn send<W: Write + ?Sized, T: Serialize>(w: &mut W, v: &T) -> io::Result<()> {
@@ -998,6 +1029,15 @@ impl<S: Read + Write> RemoteXen<S> {
             XenReply::BackendName(n) => Ok(n),
             other => Err(self.mismatch("backend_name", &other)),
         }
+    }
+
+    /// Asks a host daemon ([`host::serve_host`]) to stop; it replies, then closes the
+    /// connection and stops serving.
+    ///
+    /// # Errors
+    /// The refusal of a server that is not a host daemon, or transport errors.
+    pub fn stop_host(&mut self) -> Result<(), XenError> {
+        self.unit(&XenCall::StopHost)
     }
 
     /// Sends one call and returns its reply; a [`XenReply::Failed`] becomes `Err`.
@@ -1466,6 +1506,9 @@ impl<S: Read + Write> Xen for RemoteXen<S> {
         }
     }
 }
+
+#[cfg(unix)]
+pub mod host;
 
 #[cfg(all(test, unix))]
 mod tests;
