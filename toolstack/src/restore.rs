@@ -863,7 +863,19 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
         for f in self.p2m_frames.clone() {
             mfns.push(self.mfn_of(f.get(), "a p2m frame", |t| t == PageType::NoTab)?);
         }
-        let mut bytes = vec![0xffu8; mfns.len() * PAGE_SIZE];
+        // As libxc: only the entries are overwritten; the rest of the last frame keeps
+        // what the stream gave it.
+        let mut bytes = xc::read_frames(self.x, dom, &mfns)
+            .map_err(self.xen(None, "reading the guest's p2m"))?
+            .map_err(|(i, e)| {
+                self.invalid(
+                    Some(self.p2m_frames[i].get()),
+                    format!("reading a p2m frame failed with {e}"),
+                )
+            })?;
+        if bytes.len() < self.p2m.len() * 8 {
+            return Err(self.invalid(None, "the p2m frames are too few for the p2m"));
+        }
         for (pfn, m) in self.p2m.iter().enumerate() {
             bytes[pfn * 8..pfn * 8 + 8].copy_from_slice(&m.get().to_le_bytes());
         }
