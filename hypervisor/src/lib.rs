@@ -19,6 +19,7 @@ pub mod abi;
 pub mod cpu;
 pub mod error;
 pub mod model;
+pub mod record;
 pub mod remote;
 pub mod types;
 mod xen;
