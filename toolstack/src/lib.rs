@@ -4,6 +4,7 @@
 //! and the `xi` CLI, all generic over [`hypervisor::Xen`].
 #![forbid(unsafe_code)]
 pub mod build;
+pub mod cli;
 pub mod config;
 pub mod p2m;
 pub mod restore;
