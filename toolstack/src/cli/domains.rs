@@ -309,7 +309,8 @@ mod tests {
         assert!(line.starts_with("guest one "));
         let cols: Vec<&str> = line[40..].split_whitespace().collect();
         assert_eq!(cols, ["7", "64", "2", "-b----", "12.3"]);
-        let head: Vec<&str> = list_header().split_whitespace().collect();
+        let header = list_header();
+        let head: Vec<&str> = header.split_whitespace().collect();
         assert_eq!(head, ["Name", "ID", "Mem", "VCPUs", "State", "Time(s)"]);
     }
 }
