@@ -1538,6 +1538,136 @@ impl Xen for Replayer {
     }
 }
 
+// ---------------------------------------------------------------------------------
+// A borrowed backend is a backend.
+
+/// `&mut X` forwards every call to `X`, so a [`Recorder`] can wrap a backend it does
+/// not own (`Recorder::new(&mut model, ..)`) and hand it back unchanged.
+impl<X: Xen + ?Sized> Xen for &mut X {
+    fn backend_name(&self) -> &'static str {
+        (**self).backend_name()
+    }
+    fn xen_version(&mut self, cmd: u32, arg: &mut [u8]) -> Result<i64, XenError> {
+        (**self).xen_version(cmd, arg)
+    }
+    fn domctl(&mut self, domctl: &mut XenDomctl, buf: &mut [u8]) -> Result<i64, XenError> {
+        (**self).domctl(domctl, buf)
+    }
+    fn sysctl(&mut self, sysctl: &mut XenSysctl, buf: &mut [u8]) -> Result<i64, XenError> {
+        (**self).sysctl(sysctl, buf)
+    }
+    fn memory_op(&mut self, cmd: u32, arg: &mut [u8], buf: &mut [u8]) -> Result<i64, XenError> {
+        (**self).memory_op(cmd, arg, buf)
+    }
+    fn mmu_update(
+        &mut self,
+        reqs: &[MmuUpdate],
+        done: &mut u32,
+        foreigndom: u32,
+    ) -> Result<i64, XenError> {
+        (**self).mmu_update(reqs, done, foreigndom)
+    }
+    fn mmuext_op(
+        &mut self,
+        ops: &[MmuextOp],
+        done: &mut u32,
+        foreigndom: u32,
+    ) -> Result<i64, XenError> {
+        (**self).mmuext_op(ops, done, foreigndom)
+    }
+    fn event_channel_op(&mut self, cmd: u32, arg: &mut [u8]) -> Result<i64, XenError> {
+        (**self).event_channel_op(cmd, arg)
+    }
+    fn foreign_read(
+        &mut self,
+        dom: DomId,
+        mfns: &[Mfn],
+        buf: &mut [u8],
+        errs: &mut [i32],
+    ) -> Result<(), XenError> {
+        (**self).foreign_read(dom, mfns, buf, errs)
+    }
+    fn foreign_write(
+        &mut self,
+        dom: DomId,
+        mfns: &[Mfn],
+        buf: &[u8],
+        errs: &mut [i32],
+    ) -> Result<(), XenError> {
+        (**self).foreign_write(dom, mfns, buf, errs)
+    }
+    fn evtchn_bind_interdomain(
+        &mut self,
+        remote: DomId,
+        remote_port: Port,
+    ) -> Result<Port, XenError> {
+        (**self).evtchn_bind_interdomain(remote, remote_port)
+    }
+    fn evtchn_bind_unbound_port(&mut self, remote: DomId) -> Result<Port, XenError> {
+        (**self).evtchn_bind_unbound_port(remote)
+    }
+    fn evtchn_bind_virq(&mut self, virq: u32) -> Result<Port, XenError> {
+        (**self).evtchn_bind_virq(virq)
+    }
+    fn evtchn_unbind(&mut self, port: Port) -> Result<(), XenError> {
+        (**self).evtchn_unbind(port)
+    }
+    fn evtchn_notify(&mut self, port: Port) -> Result<(), XenError> {
+        (**self).evtchn_notify(port)
+    }
+    fn evtchn_wait(&mut self, timeout_ns: u64) -> Result<Option<Port>, XenError> {
+        (**self).evtchn_wait(timeout_ns)
+    }
+    fn evtchn_unmask(&mut self, port: Port) -> Result<(), XenError> {
+        (**self).evtchn_unmask(port)
+    }
+    fn xs_read(&mut self, tx: XsTxId, path: &str) -> Result<Vec<u8>, XenError> {
+        (**self).xs_read(tx, path)
+    }
+    fn xs_write(&mut self, tx: XsTxId, path: &str, value: &[u8]) -> Result<(), XenError> {
+        (**self).xs_write(tx, path, value)
+    }
+    fn xs_mkdir(&mut self, tx: XsTxId, path: &str) -> Result<(), XenError> {
+        (**self).xs_mkdir(tx, path)
+    }
+    fn xs_rm(&mut self, tx: XsTxId, path: &str) -> Result<(), XenError> {
+        (**self).xs_rm(tx, path)
+    }
+    fn xs_directory(&mut self, tx: XsTxId, path: &str) -> Result<Vec<String>, XenError> {
+        (**self).xs_directory(tx, path)
+    }
+    fn xs_get_perms(&mut self, tx: XsTxId, path: &str) -> Result<Vec<XsPerm>, XenError> {
+        (**self).xs_get_perms(tx, path)
+    }
+    fn xs_set_perms(&mut self, tx: XsTxId, path: &str, perms: &[XsPerm]) -> Result<(), XenError> {
+        (**self).xs_set_perms(tx, path, perms)
+    }
+    fn xs_watch(&mut self, path: &str, token: &str) -> Result<(), XenError> {
+        (**self).xs_watch(path, token)
+    }
+    fn xs_unwatch(&mut self, path: &str, token: &str) -> Result<(), XenError> {
+        (**self).xs_unwatch(path, token)
+    }
+    fn xs_read_watch(&mut self, timeout_ns: u64) -> Result<Option<XsWatchEvent>, XenError> {
+        (**self).xs_read_watch(timeout_ns)
+    }
+    fn xs_transaction_start(&mut self) -> Result<XsTxId, XenError> {
+        (**self).xs_transaction_start()
+    }
+    fn xs_transaction_end(&mut self, tx: XsTxId, commit: bool) -> Result<(), XenError> {
+        (**self).xs_transaction_end(tx, commit)
+    }
+    fn xs_introduce(&mut self, dom: DomId, mfn: Mfn, port: Port) -> Result<(), XenError> {
+        (**self).xs_introduce(dom, mfn, port)
+    }
+    fn xs_release(&mut self, dom: DomId) -> Result<(), XenError> {
+        (**self).xs_release(dom)
+    }
+    fn xs_get_domain_path(&mut self, dom: DomId) -> Result<String, XenError> {
+        (**self).xs_get_domain_path(dom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1574,7 +1704,8 @@ mod tests {
     }
 
     fn recorded() -> (Vec<String>, Trace) {
-        let mut r = Recorder::new(model(), "unit test");
+        let mut m = model();
+        let mut r = Recorder::new(&mut m, "unit test");
         let results = session(&mut r, false);
         (results, r.finish().1)
     }
