@@ -105,8 +105,8 @@
 //! - No preemption/continuations and no partial validation: a failed validation is
 //!   undone at once (Xen defers some of it to `old_guest_table`).
 //! - `adjust_guest_l*e` is not applied: entries keep exactly the bits the guest wrote
-//!   (real Xen ORs `_PAGE_USER` into 64-bit PV entries); the walker instead enforces US
-//!   only for guest user mode.
+//!   (real Xen ORs `_PAGE_USER` into 64-bit PV entries); the walker instead treats
+//!   every present entry as user-accessible.
 //! - No MMIO, grant tables, superpage marking or shared (CoW) pages. Mapping a frame
 //!   that is not RAM fails with `EPERM` for every domain.
 //! - Segment-descriptor pages are checked like `check_descriptor` (present system

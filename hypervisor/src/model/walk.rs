@@ -9,10 +9,12 @@
 //!   51:46, PS in an L4 entry) is a #PF with P and RSVD; the walk reads every level
 //!   before it judges permissions;
 //! - writes need RW at every level (supervisor writes too: WP is on); fetches need NX
-//!   clear at every level; US is only enforced when [`Access::user`] is set, i.e. the
-//!   vCPU runs guest *user* mode — a 64-bit PV kernel also runs in ring 3, but Xen makes
-//!   every guest mapping user-accessible (`adjust_guest_l*e`), so kernel-mode accesses
-//!   never see US faults;
+//!   clear at every level; US is never enforced in the guest's slots: Xen ORs
+//!   `_PAGE_USER` into every present entry of a 64-bit PV guest when it validates it
+//!   (`adjust_guest_l1e` .. `adjust_guest_l4e`), so neither kernel nor user mode sees
+//!   US faults there (the model keeps the bits the guest wrote and grants US in the
+//!   walk instead; a 64-bit PV guest separates kernel and user only by the separate
+//!   user page tables);
 //! - the #PF error code has P (protection violation or reserved bit), W (write), U
 //!   ([`Access::user`]), RSVD and I/D (fetch) as the hardware reports them, with U
 //!   reflecting guest user mode as Xen's `pv_inject_event` re-sets it;
@@ -59,7 +61,6 @@ pub const PFEC_INSN: u32 = 1 << 4;
 
 const P: u64 = 1;
 const RW: u64 = 1 << 1;
-const US: u64 = 1 << 2;
 const A: u64 = 1 << 5;
 const D: u64 = 1 << 6;
 const PS: u64 = 1 << 7;
@@ -73,7 +74,7 @@ const RSVD_PHYS: u64 = 0x000F_C000_0000_0000;
 pub struct Access {
     /// A store.
     pub write: bool,
-    /// From guest user mode (enforces US).
+    /// From guest user mode (U in the error code; Xen's slots refuse it).
     pub user: bool,
     /// An instruction fetch (enforces NX).
     pub fetch: bool,
@@ -121,7 +122,7 @@ pub struct Translation {
     pub mfn: Mfn,
     /// RW at every level: a write would not fault.
     pub writable: bool,
-    /// US at every level: a user-mode access would not fault.
+    /// A user-mode access would not fault (always, in the guest's slots).
     pub user: bool,
     /// NX clear at every level: a fetch would not fault.
     pub executable: bool,
@@ -189,7 +190,7 @@ fn walk(
     }
     let nr = mem.nr_frames();
     let mut table = cr3.get();
-    let (mut rw, mut us, mut nx) = (true, true, false);
+    let (mut rw, mut nx) = (true, false);
     let mut leaf = 0u64;
     for (k, shift) in [
         L4_PAGETABLE_SHIFT,
@@ -218,7 +219,6 @@ fn walk(
             return Err(pf(va, acc, PFEC_PRESENT | PFEC_RSVD));
         }
         rw &= e & RW != 0;
-        us &= e & US != 0;
         nx |= e & NX != 0;
         used[k] = (table as usize, slot);
         table = (e & ADDR) >> 12;
@@ -227,13 +227,14 @@ fn walk(
     if table >= nr {
         return Err(pf(va, acc, PFEC_PRESENT | PFEC_RSVD));
     }
-    if (acc.write && !rw) || (acc.user && !us) || (acc.fetch && nx) {
+    // US: every present entry is user-accessible once Xen adjusted it.
+    if (acc.write && !rw) || (acc.fetch && nx) {
         return Err(pf(va, acc, PFEC_PRESENT));
     }
     let t = Translation {
         mfn: Mfn::new(table),
         writable: rw,
-        user: us,
+        user: true,
         executable: !nx,
         dirty: leaf & D != 0,
     };
@@ -451,13 +452,12 @@ mod tests {
             fault(translate(&mut m, s.l4, ro, UW)),
             PFEC_PRESENT | PFEC_WRITE | PFEC_USER
         );
-        // User access to a supervisor page: only enforced in guest user mode.
+        // A mapping without US: Xen's adjust_guest_l1e makes it user-accessible, so
+        // neither kernel nor user mode faults.
         upd(&mut m, D1, s.l1, 0, pte(s.data[0], PTE_PRESENT | PTE_RW)).unwrap();
         assert!(translate(&mut m, s.l4, Space::va(0), W).is_ok());
-        assert_eq!(
-            fault(translate(&mut m, s.l4, Space::va(0), UR)),
-            PFEC_PRESENT | PFEC_USER
-        );
+        assert!(translate(&mut m, s.l4, Space::va(0), UR).is_ok());
+        assert!(translate(&mut m, s.l4, Space::va(0), UW).is_ok());
         // NX on fetch.
         upd(&mut m, D1, s.l1, 1, pte(s.data[1], PRW | PTE_NX)).unwrap();
         assert!(translate(&mut m, s.l4, Space::va(1), UR).is_ok());
