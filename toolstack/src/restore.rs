@@ -380,7 +380,7 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
             | LibxcRecord::X86MsrPolicy(_)
             | LibxcRecord::StaticDataEnd => {}
             LibxcRecord::X86PvP2mFrames(f) => self.p2m_frames_record(&f)?,
-            LibxcRecord::PageData(pd) => self.page_data(&pd)?,
+            LibxcRecord::PageData(pd) => self.page_data(pd)?,
             LibxcRecord::X86TscInfo(t) => {
                 let dom = self.dom()?;
                 let info = DomctlTscInfo {
@@ -590,12 +590,12 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
         Ok(())
     }
 
-    fn page_data(&mut self, pd: &PageData) -> Result<(), RestoreError> {
+    fn page_data(&mut self, mut pd: PageData) -> Result<(), RestoreError> {
         self.dom()?;
         if self.complete {
             return Err(self.invalid(None, "PAGE_DATA after END"));
         }
-        let mut want = Vec::new();
+        let mut want = Vec::with_capacity(pd.entries.len());
         for e in &pd.entries {
             let pfn = e.pfn.get();
             if pfn > self.max_pfn {
@@ -604,10 +604,13 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
                     format!("pfn outside the guest (max pfn {:#x})", self.max_pfn),
                 ));
             }
-            if e.ty.populates() && self.p2m[pfn as usize] == Mfn::INVALID && !want.contains(&pfn) {
+            if e.ty.populates() && self.p2m[pfn as usize] == Mfn::INVALID {
                 want.push(pfn);
             }
         }
+        // A record may name a pfn twice; xi's own are sorted already.
+        want.sort_unstable();
+        want.dedup();
         self.populate(&want)?;
         // Page tables may name pfns whose own data comes later: populate those now.
         let mut more = Vec::new();
@@ -627,35 +630,46 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
                         format!("L{level} entry {index} names pfn {pfn:#x}, outside the guest (max pfn {:#x})", self.max_pfn),
                     ));
                 }
-                if self.p2m[pfn as usize] == Mfn::INVALID && !more.contains(&pfn) {
+                if self.p2m[pfn as usize] == Mfn::INVALID {
                     more.push(pfn);
                 }
             }
         }
+        more.sort_unstable();
+        more.dedup();
         self.populate(&more)?;
         for &pfn in &more {
             if self.types[pfn as usize] == PageType::XTab {
                 self.types[pfn as usize] = PageType::NoTab;
             }
         }
-        let mut mfns = Vec::new();
-        let mut pfns = Vec::new();
-        let mut buf = Vec::with_capacity(pd.data.len());
-        for (e, data) in pd.pages() {
+        // The pages with data are contiguous in `pd.data`, in entry order: localise the
+        // page tables in place and write the whole batch from there.
+        let mut mfns = Vec::with_capacity(pd.entries.len());
+        let mut pfns = Vec::with_capacity(pd.entries.len());
+        let mut pages = pd.data.chunks_exact_mut(PAGE_SIZE);
+        for e in &pd.entries {
             let pfn = e.pfn.get();
             self.types[pfn as usize] = e.ty;
-            let Some(data) = data else { continue };
-            let start = buf.len();
-            buf.extend_from_slice(data);
+            if !e.ty.has_data() {
+                continue;
+            }
+            let Some(page) = pages.next() else {
+                return Err(self.invalid(
+                    Some(pfn),
+                    "PAGE_DATA holds fewer pages than its entries say",
+                ));
+            };
             if let Some(level) = e.ty.level() {
-                self.localise(pfn, level, &mut buf[start..])?;
+                self.localise(pfn, level, page)?;
             }
             mfns.push(self.p2m[pfn as usize]);
             pfns.push(pfn);
         }
         let dom = self.dom()?;
+        let data = &pd.data[..mfns.len() * PAGE_SIZE];
         if let Err((i, errno)) =
-            xc::write_frames(self.x, dom, &mfns, &buf).map_err(self.xen(None, "writing memory"))?
+            xc::write_frames(self.x, dom, &mfns, data).map_err(self.xen(None, "writing memory"))?
         {
             return Err(self.invalid(
                 Some(pfns[i]),

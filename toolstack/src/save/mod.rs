@@ -555,9 +555,10 @@ fn write_stream<X: Xen + ?Sized, W: Write>(
     let mut pages = 0u64;
     let mut tables = 0u64;
     let mut start = 0u64;
+    let mut batch = Batch::default();
     while start < total {
         let end = (start + u64::from(PAGE_DATA_MAX_COUNT)).min(total);
-        let (n, t) = send_batch(x, &ctx, w, start, end)?;
+        let (n, t) = send_batch(x, &ctx, w, &mut batch, start, end)?;
         pages += n;
         tables += t;
         start = end;
@@ -625,76 +626,86 @@ fn read_shared_info<X: Xen + ?Sized>(
     Ok(out)
 }
 
+/// Buffers reused by every PAGE_DATA batch, so sending memory allocates nothing per
+/// batch.
+#[derive(Default)]
+struct Batch {
+    /// `(pfn, mfn)` of the batch's valid pfns.
+    valid: Vec<(u64, Mfn)>,
+    mfns: Vec<Mfn>,
+    types: Vec<u32>,
+    entries: Vec<PageDataEntry>,
+    /// `(pfn, mfn, type)` of the pages whose contents are sent.
+    with_data: Vec<(u64, Mfn, PageType)>,
+    data: Vec<u8>,
+    errs: Vec<i32>,
+}
+
 /// One PAGE_DATA record for pfns `start..end`: (pages with data, page tables).
 fn send_batch<X: Xen + ?Sized, W: Write>(
     x: &mut X,
     ctx: &Ctx<'_>,
     w: &mut StreamWriter<W>,
+    b: &mut Batch,
     start: u64,
     end: u64,
 ) -> Result<(u64, u64), SaveError> {
     let dom = ctx.dom;
-    let pfns: Vec<u64> = (start..end).collect();
-    let valid: Vec<(u64, Mfn)> = pfns
-        .iter()
-        .filter_map(|&p| ctx.p2m.mfn(Pfn::new(p)).map(|m| (p, m)))
-        .collect();
-    let mfns: Vec<Mfn> = valid.iter().map(|v| v.1).collect();
-    let words = xc::page_types(x, dom, &mfns).map_err(|source| SaveError::Xen {
+    b.valid.clear();
+    b.valid
+        .extend((start..end).filter_map(|p| ctx.p2m.mfn(Pfn::new(p)).map(|m| (p, m))));
+    b.mfns.clear();
+    b.mfns.extend(b.valid.iter().map(|v| v.1));
+    xc::page_types_into(x, dom, &b.mfns, &mut b.types).map_err(|source| SaveError::Xen {
         dom,
         what: "getpageframeinfo3",
         source,
     })?;
-    let mut types = std::collections::BTreeMap::new();
-    for (&(pfn, mfn), &word) in valid.iter().zip(&words) {
-        let ty = PageType::from_pfinfo(word).unwrap_or(PageType::XTab);
-        types.insert(pfn, (mfn, ty));
-    }
-    let mut entries = Vec::with_capacity(pfns.len());
-    let mut with_data = Vec::new();
-    for &pfn in &pfns {
-        let ty = match types.get(&pfn) {
-            Some(&(mfn, ty)) => {
+    b.entries.clear();
+    b.with_data.clear();
+    let mut valid = b.valid.iter().zip(&b.types).peekable();
+    for pfn in start..end {
+        let ty = match valid.peek() {
+            Some(&(&(p, mfn), &word)) if p == pfn => {
+                valid.next();
+                let ty = PageType::from_pfinfo(word).unwrap_or(PageType::XTab);
                 if ty.has_data() {
-                    with_data.push((pfn, mfn, ty));
+                    b.with_data.push((pfn, mfn, ty));
                 }
                 ty
             }
-            None => PageType::XTab,
+            _ => PageType::XTab,
         };
-        entries.push(PageDataEntry::new(Pfn::new(pfn), ty));
+        b.entries.push(PageDataEntry::new(Pfn::new(pfn), ty));
     }
-    let read: Vec<Mfn> = with_data.iter().map(|d| d.1).collect();
-    let mut data = match xc::read_frames(x, dom, &read).map_err(|source| SaveError::Xen {
-        dom,
-        what: "reading memory",
-        source,
-    })? {
-        Ok(d) => d,
-        Err((i, errno)) => {
-            return Err(SaveError::ReadPage {
+    b.mfns.clear();
+    b.mfns.extend(b.with_data.iter().map(|d| d.1));
+    let read =
+        xc::read_frames_into(x, dom, &b.mfns, &mut b.data, &mut b.errs).map_err(|source| {
+            SaveError::Xen {
                 dom,
-                pfn: with_data[i].0,
-                mfn: with_data[i].1.get(),
-                errno,
-            })
-        }
-    };
+                what: "reading memory",
+                source,
+            }
+        })?;
+    if let Err((i, errno)) = read {
+        return Err(SaveError::ReadPage {
+            dom,
+            pfn: b.with_data[i].0,
+            mfn: b.with_data[i].1.get(),
+            errno,
+        });
+    }
     let mut tables = 0;
-    for (i, &(pfn, _, ty)) in with_data.iter().enumerate() {
+    for (&(pfn, _, ty), page) in b.with_data.iter().zip(b.data.chunks_exact_mut(PAGE_SIZE)) {
         if let Some(level) = ty.level() {
-            normalise(
-                ctx,
-                pfn,
-                level,
-                &mut data[i * PAGE_SIZE..(i + 1) * PAGE_SIZE],
-            )?;
+            normalise(ctx, pfn, level, page)?;
             tables += 1;
         }
     }
-    w.write_page_data(&entries, &data)
+    w.write_page_data(&b.entries, &b.data)
         .map_err(|source| SaveError::Stream { dom, source })?;
-    Ok((with_data.len() as u64, tables))
+    Ok((b.with_data.len() as u64, tables))
 }
 
 /// `normalise_pagetable` for a 64-bit guest.

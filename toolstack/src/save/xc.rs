@@ -333,8 +333,27 @@ pub fn page_types<X: Xen + ?Sized>(
     mfns: &[Mfn],
 ) -> Result<Vec<u32>, XenError> {
     let mut out = Vec::with_capacity(mfns.len());
+    page_types_into(x, dom, mfns, &mut out)?;
+    Ok(out)
+}
+
+/// [`page_types`] into `out` (cleared first), reusing its allocation.
+///
+/// # Errors
+/// Xen's errno.
+pub fn page_types_into<X: Xen + ?Sized>(
+    x: &mut X,
+    dom: DomId,
+    mfns: &[Mfn],
+    out: &mut Vec<u32>,
+) -> Result<(), XenError> {
+    out.clear();
+    let mut arr = [0u64; PFINFO_BATCH];
     for chunk in mfns.chunks(PFINFO_BATCH) {
-        let mut arr: Vec<u64> = chunk.iter().map(|m| m.get()).collect();
+        let arr = &mut arr[..chunk.len()];
+        for (a, m) in arr.iter_mut().zip(chunk) {
+            *a = m.get();
+        }
         let mut d = XenDomctl::new(dc::XEN_DOMCTL_GETPAGEFRAMEINFO3, dom.get());
         d.set_payload(&DomctlGetPageFrameInfo3 {
             num: arr.len() as u64,
@@ -343,7 +362,7 @@ pub fn page_types<X: Xen + ?Sized>(
         x.domctl(&mut d, arr.as_mut_bytes())?;
         out.extend(arr.iter().map(|&w| w as u32));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `XENMEM_populate_physmap` of `pfns` (order 0) in `dom`: the new MFNs, as many as
@@ -419,6 +438,28 @@ pub fn read_frames<X: Xen + ?Sized>(
         return Ok(Err((i, Errno(-errs[i]))));
     }
     Ok(Ok(buf))
+}
+
+/// [`read_frames`] into `buf` and `errs` (resized to fit, their allocations reused).
+///
+/// # Errors
+/// The device error, or the first failing page.
+pub fn read_frames_into<X: Xen + ?Sized>(
+    x: &mut X,
+    dom: DomId,
+    mfns: &[Mfn],
+    buf: &mut Vec<u8>,
+    errs: &mut Vec<i32>,
+) -> Result<Result<(), (usize, Errno)>, XenError> {
+    // Only growth is zeroed; the backend overwrites every byte it is given.
+    buf.resize(mfns.len() * PAGE_SIZE, 0);
+    errs.clear();
+    errs.resize(mfns.len(), 0);
+    x.foreign_read(dom, mfns, buf, errs)?;
+    if let Some(i) = errs.iter().position(|&e| e != 0) {
+        return Ok(Err((i, Errno(-errs[i]))));
+    }
+    Ok(Ok(()))
 }
 
 /// Writes whole pages to frames `mfns` of `dom`; the first failing page as for
