@@ -663,3 +663,106 @@ fn a_failed_restore_leaves_nothing_behind() {
     assert_eq!(free_pages(&mut m), free, "{e}");
     m.check_invariants().unwrap();
 }
+
+/// Splits every PAGE_DATA record of `stream` in two: first the page tables, then the
+/// other pages, so each table arrives before the pages it maps.
+fn tables_first(stream: &[u8]) -> Vec<u8> {
+    use toolstack::stream::{read_all, Item, LibxcRecord, PageData, ReaderOptions, StreamWriter};
+    let items = read_all(stream, ReaderOptions::default()).unwrap();
+    let mut w = StreamWriter::new(Vec::new());
+    for located in items {
+        match located.item {
+            Item::Libxc(LibxcRecord::PageData(pd)) => {
+                let mut parts = [PageData::default(), PageData::default()];
+                for (e, data) in pd.pages() {
+                    let part = &mut parts[usize::from(e.ty.level().is_none())];
+                    part.entries.push(e);
+                    if let Some(d) = data {
+                        part.data.extend_from_slice(d);
+                    }
+                }
+                for part in parts {
+                    if !part.entries.is_empty() {
+                        w.write_item(&Item::Libxc(LibxcRecord::PageData(part)))
+                            .unwrap();
+                    }
+                }
+            }
+            item => w.write_item(&item).unwrap(),
+        }
+    }
+    w.into_inner()
+}
+
+#[test]
+fn page_tables_arriving_before_the_pages_they_map_restore_the_same_guest() {
+    let mut m = model();
+    let g = boot(&mut m, "counter", "counter", "pages=32 report=64");
+    m.run(1_500_000);
+    let snap = suspend_and_capture(&mut m, &g);
+    let mut stream = Vec::new();
+    save(
+        &mut m,
+        g.built.domid,
+        &mut stream,
+        SaveOptions {
+            already_suspended: true,
+            ..SaveOptions::default()
+        },
+    )
+    .unwrap();
+    let reordered = tables_first(&stream);
+    assert_ne!(reordered, stream);
+    let r = restore(&mut m, &reordered[..], RestoreOptions::default()).expect("restore");
+    m.check_invariants().unwrap();
+    check_new_p2m(&mut m, &r, snap.mem.len());
+    compare_memory(&mut m, &g, &snap, &r);
+    compare_vcpu0(&mut m, &g, &snap, &r);
+    let rt = RoundTrip { snap, restored: r };
+    let st = run_restored(&mut m, &g, &rt, 1_500_000);
+    assert!(st.steps > rt.snap.status.steps);
+}
+
+#[test]
+fn the_linear_p2m_gives_the_same_map_as_the_frame_list_tree() {
+    let mut m = model();
+    let g = boot(&mut m, "counter", "counter", "pages=32 report=64");
+    m.run(1_000_000);
+    let dom = g.built.domid;
+    let m2p = p2m::read_m2p(&mut m).unwrap();
+    let sh = shared_info(&mut m, dom);
+    let tree = p2m::read_p2m(&mut m, dom, &sh, &m2p).unwrap();
+    assert!(!tree.linear);
+    assert_eq!(tree.entries, g.built.p2m);
+    // The same p2m list, announced as a linear p2m at its VA in the kernel's tables
+    // (and no frame list list, so the tree cannot be used).
+    let mut linear = sh;
+    linear.arch.pfn_to_mfn_frame_list_list = 0;
+    linear.arch.p2m_cr3 = xc::get_vcpu_context(&mut m, dom, 0).unwrap().ctrlreg[3];
+    linear.arch.p2m_vaddr = g.built.layout.p2m.va.get();
+    let found = p2m::read_p2m(&mut m, dom, &linear, &m2p).unwrap();
+    assert!(found.linear);
+    assert_eq!(found.entries, g.built.p2m);
+    let list: Vec<Mfn> = g
+        .built
+        .layout
+        .p2m
+        .pfns()
+        .map(|p| g.built.p2m[p.index()])
+        .collect();
+    assert_eq!(found.frames, list);
+    assert_eq!(found.frames, tree.frames);
+    // An unmapped VA is named.
+    linear.arch.p2m_vaddr = 0x7f00_0000_0000;
+    let e = p2m::read_p2m(&mut m, dom, &linear, &m2p).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            p2m::P2mError::LinearUnmapped {
+                va: 0x7f00_0000_0000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
