@@ -89,8 +89,6 @@ pub mod params;
 mod runtime;
 
 #[cfg(test)]
-mod minixen;
-#[cfg(test)]
 mod tests;
 
 pub use guests::counter::CounterOracle;

@@ -336,6 +336,14 @@ fn full_cycle(guest: &str, extra: &str, steps_per_stop: u64) -> (Model, G) {
 #[test]
 fn counter_full_cycle() {
     let (mut m, g) = full_cycle("counter", "pages=16 report=50", 60);
+    // Once more, from the restored domain into a third one.
+    g.suspend(&mut m);
+    let g = g.save_restore(&mut m);
+    g.run_steps(&mut m, 60);
+    g.suspend(&mut m);
+    let st = g.check(&mut m, Stop::SafePoint);
+    assert_eq!((st.suspends, st.resumes, st.cancels), (5, 2, 2));
+    g.resume_in_place(&mut m);
     // Bytes monotone with exactly one step down, by hand from the raw pages.
     let st = g.check(&mut m, Stop::Anywhere);
     let region = guest_model::guests::Oracle::region(&g.params);
