@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use hypervisor::abi::shared::SharedInfo;
 use hypervisor::abi::sysctl::{self as sc, SysctlGetDomainInfoList, SysctlPhysinfo, XenSysctl};
 use hypervisor::model::Model;
 use hypervisor::record::fnv1a;
 use hypervisor::types::PAGE_SIZE;
 use hypervisor::{DomId, Mfn, Xen, XenError};
 use toolstack::save::xc;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// Stride of `xen_domctl_getdomaininfo` in a getdomaininfolist buffer.
 const DOMINFO_SIZE: usize = 112;
@@ -89,19 +91,43 @@ pub fn memory_pages<X: Xen + ?Sized>(
     Ok(out)
 }
 
-/// `dom`'s event channels as the model holds them (port and state, in port order), and
-/// the digest of its shared_info page (pending and mask bits, vCPU info).
+/// `dom`'s event channels: every port and its state as the model holds them (in port
+/// order), and the digests of shared_info's `evtchn_mask` and `evtchn_pending` arrays
+/// (the pending bits of a domain's own timer move while it is paused; the masks and
+/// the ports do not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventChannels {
+    /// `port: state`.
+    pub ports: Vec<String>,
+    /// FNV-1a of `evtchn_mask` (0 if shared_info is unreadable).
+    pub mask: u64,
+    /// FNV-1a of `evtchn_pending` (0 if shared_info is unreadable).
+    pub pending: u64,
+}
+
+/// See [`EventChannels`].
 #[must_use]
-pub fn event_channels(m: &mut Model, dom: DomId) -> (Vec<String>, u64) {
+pub fn event_channels(m: &mut Model, dom: DomId) -> EventChannels {
     let ports = m
         .evtchn_ports(dom)
         .into_iter()
         .map(|(p, s)| format!("{}: {s:?}", p.get()))
         .collect();
-    let shared = xc::domain_info(m, dom)
+    let page = xc::domain_info(m, dom)
         .ok()
         .and_then(|i| xc::read_frames(m, dom, &[Mfn::new(i.shared_info_frame)]).ok())
-        .and_then(Result::ok)
-        .map_or(0, |p| fnv1a(&p));
-    (ports, shared)
+        .and_then(Result::ok);
+    let (mask, pending) = page
+        .and_then(|p| SharedInfo::read_from_prefix(&p[..]).ok().map(|(s, _)| s))
+        .map_or((0, 0), |s| {
+            (
+                fnv1a(s.evtchn_mask.as_bytes()),
+                fnv1a(s.evtchn_pending.as_bytes()),
+            )
+        });
+    EventChannels {
+        ports,
+        mask,
+        pending,
+    }
 }

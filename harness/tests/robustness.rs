@@ -132,7 +132,7 @@ fn check(stream: &[u8], how: Corruption) -> Result<Class, TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { failure_persistence: persistence("robustness"), cases: cases(256), ..ProptestConfig::default() })]
 
     #[test]
     fn any_single_corruption_fails_cleanly_or_restores_a_sound_domain(

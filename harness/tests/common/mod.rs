@@ -12,6 +12,18 @@ use harness::{Runner, Step};
 use hypervisor::DomId;
 use toolstack::build;
 
+/// Where a test file's proptest failures are kept: `harness/proptest-regressions/<name>.txt`
+/// (committed, replayed first on every run).
+pub fn persistence(name: &str) -> Option<Box<dyn proptest::test_runner::FailurePersistence>> {
+    let path = format!(
+        "{}/proptest-regressions/{name}.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    Some(Box::new(
+        proptest::test_runner::FileFailurePersistence::Direct(Box::leak(path.into_boxed_str())),
+    ))
+}
+
 /// Proptest cases: `PROPTEST_CASES` if set, else `default`.
 pub fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -109,12 +121,13 @@ pub fn workload_lines(console: &str, name: &str) -> Vec<String> {
 }
 
 /// A digest of everything of `label`'s domain another guest must not be able to touch:
-/// memory by PFN, event channels, shared_info.
+/// memory by PFN, event channel ports and masks (pending bits are left out: a paused
+/// domain's own timer still fires).
 pub fn fingerprint(r: &mut Runner, label: &str) -> (BTreeMap<u64, u64>, Vec<String>, u64) {
     let g = slot(r, label).clone();
     let d = g.dom.expect("live");
     let h = &mut r.hosts[g.host];
     let mem = observe::memory_digests(h, d, &g.p2m).expect("memory");
-    let (ports, shared) = observe::event_channels(&mut h.model, d);
-    (mem, ports, shared)
+    let ev = observe::event_channels(&mut h.model, d);
+    (mem, ev.ports, ev.mask)
 }
