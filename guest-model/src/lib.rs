@@ -81,6 +81,7 @@
 #![forbid(unsafe_code)]
 
 mod asm;
+pub mod elf;
 pub mod guests;
 pub mod isa;
 pub mod layout;
