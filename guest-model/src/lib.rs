@@ -15,8 +15,10 @@
 //! console page, bootstrap page tables (mapped read-only), stack, padding; and:
 //!
 //! - maps the whole bootstrap region 1:1 in PFN order at `virt_base + 4096 * pfn`,
-//!   read-write (except the page tables), with U/S set (a 64-bit PV kernel runs in
-//!   ring 3); the guest derives PFNs from VAs this way (`pfn = (va - virt_base) >> 12`)
+//!   read-write (except the page tables); U/S need not be set (libxc leaves it clear
+//!   in L1 entries): Xen ORs it into every entry of a 64-bit PV guest, whose kernel
+//!   runs in ring 3 and whose user-mode code (pagetable) runs from the same pages;
+//!   the guest derives PFNs from VAs this way (`pfn = (va - virt_base) >> 12`)
 //!   and VAs of the store and console rings from their MFNs through the M2P;
 //! - places the p2m list page-aligned (`start_info.mfn_list`, `nr_pages` u64 entries);
 //! - fills the hypercall page (`XEN_DOMCTL_hypercall_init` on PFN
