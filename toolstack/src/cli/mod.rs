@@ -39,6 +39,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use hypervisor::types::PAGE_SIZE;
 use hypervisor::{DomId, Xen};
 
 use crate::build::{self, BuildOptions};
@@ -495,11 +496,13 @@ pub fn save_cmd(
         Some(p) => Some(domains::config_json(&load_config(p, quiet)?)?),
         None => domains::recorded_config(x, id),
     };
-    let bar = Bar::new(Bar::wanted(quiet), "saving", 0, false);
+    let bar = Bar::new(Bar::wanted(quiet), "saving", 0, true);
     let mut cb = |p: crate::save::Progress| {
         if p.stage == Stage::Memory {
-            bar.set_len(p.pfns_total);
-            bar.set(p.pfns_done);
+            // Pages are most of the file: the bar counts bytes against the pages' size.
+            let len = p.pfns_total * PAGE_SIZE as u64;
+            bar.set_len(len);
+            bar.set(p.bytes.min(len));
         }
     };
     let t = Instant::now();

@@ -21,7 +21,7 @@ impl Bar {
         let template = if bytes {
             "{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
         } else {
-            "{msg:>10} [{bar:40}] {pos}/{len} pages {per_sec} eta {eta}"
+            "{msg:>10} [{bar:40}] {pos}/{len} eta {eta}"
         };
         if let Ok(style) = ProgressStyle::with_template(template) {
             pb.set_style(style.progress_chars("=> "));
