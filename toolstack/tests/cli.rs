@@ -223,6 +223,13 @@ fn create_list_console_save_restore_unpause_destroy() {
     h.ok(&["save", "cli-one", file.to_str().unwrap()]);
     assert!(file.exists());
     assert!(row(&h, id).is_none(), "saved domain destroyed");
+    let mut x = h.connect();
+    assert!(
+        x.xs_read(XS_NO_TX, &format!("/libxl/{id}/xi-config"))
+            .is_err(),
+        "the destroyed domain's record is gone"
+    );
+    drop(x);
     let v = h.ok(&["verify", file.to_str().unwrap()]);
     assert!(v.contains(": ok ("), "{v}");
 
@@ -395,4 +402,43 @@ fn demo_passes() {
     for step in ["1. boot", "3. save", "4. restore", "7. check"] {
         assert!(out.contains(step), "{out}");
     }
+}
+
+#[test]
+fn create_from_a_kernel_file() {
+    let h = Host::start();
+    // A flat kernel that spins (`jmp $`), loaded at 4 MiB.
+    let kernel = h.path("spin.bin");
+    std::fs::write(&kernel, [0xeb, 0xfe]).unwrap();
+    let cfg = h.path("spin.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"spin\"\nmemory = 4\nkernel = \"{}\"\nunknown_key = 1\n",
+            kernel.display()
+        ),
+    )
+    .unwrap();
+    let o = h.xi(&["create", "-p", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unknown_key"),
+        "unknown keys are warned about"
+    );
+    let id = new_id(&String::from_utf8_lossy(&o.stdout));
+    let (name, _, mem, _, state) = row(&h, id).expect("listed");
+    assert_eq!((name.as_str(), mem), ("spin", 4));
+    assert_eq!(&state[2..3], "p", "-p leaves it paused: {state}");
+    // Its console ring is empty: nothing printed, success.
+    assert_eq!(h.ok(&["console", "spin"]), "");
+    // The same name again is refused, naming the file.
+    let o = h.xi(&["create", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("already in use") && err.contains("spin.cfg"),
+        "{err}"
+    );
+    h.ok(&["destroy", &id.to_string()]);
+    assert!(row(&h, id).is_none());
 }
