@@ -96,7 +96,7 @@ mod tests;
 
 pub use guests::counter::CounterOracle;
 pub use oracle::{GuestMemory, OracleError, Status, Stop};
-pub use params::{Guest, Role, ToyParams};
+pub use params::{Guest, Hostile, Role, ToyParams};
 
 use layout::{va, CODE_PAGES, PAGE, PG_GUEST, PG_HYPERCALL, VIRT_BASE};
 

@@ -2,7 +2,9 @@
 //!
 //! Every guest takes `steps=N` (stop after N workload steps, print `<name>: done N` and
 //! power off; 0, the default, runs forever) and `report=N` (print a progress line every
-//! N steps; 0 = never). Guest-specific keys:
+//! N steps; 0 = never), and optionally `hostile=keep-shinfo` (suspend without dropping
+//! the shared_info mapping: a protocol violation for testing savers). Guest-specific
+//! keys:
 //!
 //! | guest | key | default | range | meaning |
 //! |---|---|---|---|---|
@@ -62,10 +64,18 @@ impl Guest {
 
     fn keys(self) -> &'static [&'static str] {
         match self {
-            Guest::Counter => &["steps", "report", "pages"],
-            Guest::Epoch => &["steps", "report", "pages", "seed", "writes", "period_ns"],
-            Guest::Pagetable => &["steps", "report"],
-            Guest::Pingpong => &["steps", "report", "role", "peer"],
+            Guest::Counter => &["steps", "report", "hostile", "pages"],
+            Guest::Epoch => &[
+                "steps",
+                "report",
+                "hostile",
+                "pages",
+                "seed",
+                "writes",
+                "period_ns",
+            ],
+            Guest::Pagetable => &["steps", "report", "hostile"],
+            Guest::Pingpong => &["steps", "report", "hostile", "role", "peer"],
         }
     }
 
@@ -125,6 +135,27 @@ pub struct ToyParams {
     pub role: Option<Role>,
     /// Peer domain id (pingpong).
     pub peer: Option<u16>,
+    /// A deliberate deviation from the PV protocol (`hostile=`), for testing what the
+    /// toolstack does about it.
+    pub hostile: Option<Hostile>,
+}
+
+/// Deliberate protocol violations a toy guest can be built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hostile {
+    /// `keep-shinfo`: suspends without dropping its mapping of shared_info (a frame
+    /// that is not the guest's), so a saver finds a foreign frame in its page tables.
+    KeepSharedInfo,
+}
+
+impl Hostile {
+    /// The `hostile=` value.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hostile::KeepSharedInfo => "keep-shinfo",
+        }
+    }
 }
 
 impl ToyParams {
@@ -141,6 +172,7 @@ impl ToyParams {
             period_ns: 1_000_000,
             role: None,
             peer: None,
+            hostile: None,
         }
     }
 
@@ -194,6 +226,12 @@ impl ToyParams {
                         _ => return Err(bad("must be ping or pong")),
                     });
                 }
+                "hostile" => {
+                    p.hostile = Some(match value {
+                        "keep-shinfo" => Hostile::KeepSharedInfo,
+                        _ => return Err(bad("must be keep-shinfo")),
+                    });
+                }
                 "peer" => p.peer = Some(num(1, 0x7fef, "must be a domain id 1..=32751")? as u16),
                 _ => unreachable!("key list checked above"),
             }
@@ -226,6 +264,9 @@ impl ToyParams {
             format!("steps={}", self.steps),
             format!("report={}", self.report),
         ];
+        if let Some(h) = self.hostile {
+            out.push(format!("hostile={}", h.name()));
+        }
         match self.guest {
             Guest::Counter => out.push(format!("pages={}", self.pages)),
             Guest::Epoch => {
@@ -294,5 +335,21 @@ mod tests {
         assert!(matches!(&e, ToyError::BadValue { key, .. } if key == "role"));
         let e = ToyParams::parse(Guest::Pagetable, "pages=3").unwrap_err();
         assert!(matches!(e, ToyError::UnknownKey { .. }));
+        let e = ToyParams::parse(Guest::Counter, "hostile=yes").unwrap_err();
+        assert!(matches!(&e, ToyError::BadValue { key, .. } if key == "hostile"));
+    }
+
+    #[test]
+    fn hostile_variants() {
+        let p = ToyParams::parse(Guest::Pagetable, "hostile=keep-shinfo").unwrap();
+        assert_eq!(p.hostile, Some(Hostile::KeepSharedInfo));
+        assert_eq!(p.canonical(), "steps=0 report=10 hostile=keep-shinfo");
+        let plain = ToyParams::parse(Guest::Pagetable, "").unwrap();
+        assert_eq!(plain.canonical(), "steps=0 report=10");
+        // A different image: the suspend path lacks the unmap.
+        assert_ne!(
+            crate::build(&p).unwrap().bytes,
+            crate::build(&plain).unwrap().bytes
+        );
     }
 }

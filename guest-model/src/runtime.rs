@@ -1523,8 +1523,11 @@ impl Gen<'_> {
         a.mov(rdi, rbx)?;
         a.call(self.rt.va_to_mfn)?;
         a.mov(r12, rax)?;
-        // No PTE may reference a non-guest frame: drop the shared_info mapping.
-        a.call(self.rt.unmap_shared_info)?;
+        // No PTE may reference a non-guest frame: drop the shared_info mapping (unless
+        // built to violate exactly this).
+        if self.p.hostile != Some(crate::params::Hostile::KeepSharedInfo) {
+            a.call(self.rt.unmap_shared_info)?;
+        }
         // sched_op(SCHEDOP_shutdown, &{SHUTDOWN_suspend}), rdx = start_info MFN.
         let a = &mut self.x.a;
         a.mov(m32(g(G_ARG_SCHED)), SHUTDOWN_SUSPEND)?;

@@ -24,7 +24,7 @@ use toolstack::build::{
 };
 use toolstack::config::DomainConfig;
 use toolstack::restore::{restore, RestoreOptions};
-use toolstack::save::{save, xc, AfterSave, SaveOptions};
+use toolstack::save::{save, xc, AfterSave, SaveError, SaveOptions};
 use toolstack::suspend;
 use zerocopy::FromBytes;
 
@@ -616,6 +616,50 @@ fn a_guest_that_cannot_ack_times_out_in_virtual_time() {
     // And it still suspends when asked properly.
     g.suspend(&mut m);
     g.resume_in_place(&mut m);
+}
+
+#[test]
+fn a_guest_that_keeps_a_foreign_mapping_is_refused_by_the_saver() {
+    // Built to suspend without dropping its shared_info mapping: the saver finds the
+    // foreign frame in a page table, names the table's PFN, the entry and the MFN, and
+    // resumes the guest in place (its suspend returns 1), which carries on.
+    let mut m = model();
+    let g = G::create(
+        &mut m,
+        &cfg("h", "counter", "pages=8 report=0 hostile=keep-shinfo"),
+    );
+    g.run_steps(&mut m, 30);
+    let shinfo = g.shared_info_mfn(&mut m);
+    let mut out = Vec::new();
+    let e = save(&mut m, g.dom, &mut out, SaveOptions::default()).expect_err("refused");
+    // The bootstrap L1 that maps the guest's shared_info slot, and the slot.
+    let l = &g.layout;
+    let va = l.va_of(Pfn::new(guest_model::layout::PG_SHINFO)).get();
+    let upper = l.tables.l4 + l.tables.l3 + l.tables.l2;
+    let l1_pfn = l.page_tables.pfn.get() + upper + ((va >> 21) - (l.virt_base.get() >> 21));
+    match &e {
+        SaveError::ForeignPte {
+            dom,
+            pfn,
+            level,
+            index,
+            mfn,
+        } => {
+            assert_eq!(*dom, g.dom);
+            assert_eq!((*pfn, *level), (l1_pfn, 1), "{e}");
+            assert_eq!(*index as u64, (va >> 12) & 511);
+            assert_eq!(*mfn, shinfo.get());
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains(&format!("{l1_pfn:#x}")), "{e}");
+    // The guest had suspended (its protocol otherwise followed) and runs again.
+    g.run_steps(&mut m, 30);
+    let st = g.check(&mut m, Stop::Anywhere);
+    assert_eq!((st.suspends, st.resumes, st.cancels), (1, 0, 1));
+    assert!(g
+        .console(&m)
+        .contains("counter: start steps=0 report=0 hostile=keep-shinfo pages=8\n"));
 }
 
 #[test]
