@@ -506,3 +506,49 @@ fn a_pfn_outside_the_guest_is_named() {
     );
     check_no_leak(&mut m, &doms, free, "bad pte");
 }
+
+#[test]
+fn a_stream_claiming_a_huge_guest_is_refused_before_allocating_it() {
+    use toolstack::stream::{
+        DomainHeader, ImageHeader, LibxlHeader, LibxlRecord, StreamWriter, X86PvInfo,
+        X86PvP2mFrames, XlHeader,
+    };
+    let mut m = model();
+    let doms = domains(&mut m);
+    let free = free_pages(&mut m);
+    // 2^28 pfns (a 1 TiB guest): restore's own p2m would be 2 GiB. The record itself
+    // is well formed (its 2^19 frame pfns are really in the file), as is the config.
+    let end_pfn = (1u32 << 28) - 1;
+    let frames = X86PvP2mFrames::frames_needed(0, end_pfn, 8);
+    let mut w = StreamWriter::new(Vec::new());
+    let config = r#"{"c_info":{"type":"pv","name":"huge"},"b_info":{"max_vcpus":1,"max_memkb":1073741824,"target_memkb":1073741824}}"#;
+    w.write_xl_header(&XlHeader::with_json_config(config))
+        .unwrap();
+    w.write_libxl_header(&LibxlHeader::default()).unwrap();
+    w.write_libxl_record(&LibxlRecord::LibxcContext).unwrap();
+    w.write_image_header(&ImageHeader::default()).unwrap();
+    w.write_domain_header(&DomainHeader::x86_pv(4, 17)).unwrap();
+    w.write_libxc_record(&LibxcRecord::X86PvInfo(X86PvInfo::X86_64))
+        .unwrap();
+    w.write_libxc_record(&LibxcRecord::StaticDataEnd).unwrap();
+    w.write_libxc_record(&LibxcRecord::X86PvP2mFrames(X86PvP2mFrames {
+        start_pfn: 0,
+        end_pfn,
+        frames: (0..frames).map(hypervisor::Pfn::new).collect(),
+    }))
+    .unwrap();
+    let bytes = w.into_inner();
+    let e = restore(&mut m, &bytes[..], RestoreOptions::default()).unwrap_err();
+    let s = e.to_string();
+    assert!(
+        matches!(
+            e,
+            RestoreError::Invalid {
+                record: "X86_PV_P2M_FRAMES",
+                ..
+            }
+        ) && s.contains("more than the host has"),
+        "{s}"
+    );
+    check_no_leak(&mut m, &doms, free, "huge p2m");
+}
