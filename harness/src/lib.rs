@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod corrupt;
+pub mod fuzz;
 pub mod host;
 pub mod observe;
 pub mod scenario;
