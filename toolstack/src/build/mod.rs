@@ -41,6 +41,11 @@
 //! it from xenstored and removing its xenstore home first), so no half-built domain and
 //! no frame is left behind; the [`BuildError`] names the step and carries Xen's errno.
 //!
+//! **From a config in one call**: [`create`] loads the kernel a [`DomainConfig`] names
+//! (`kernel = "toy:<name>"` through [`BuiltinToys`], or a flat/ELF file) and builds it;
+//! [`check_oracle`] reads a running toy guest's memory through the same trait and runs
+//! its `guest-model` oracle (see [`toys`]).
+//!
 //! **Determinism**: nothing here reads a clock or a random source. The domain handle
 //! is the config's `uuid`, or [`DomainUuid::from_name`] of its name.
 
@@ -75,8 +80,9 @@ use crate::config::{DomainConfig, DomainUuid, KernelSpec};
 pub use image::{ImageError, KernelImage, XenNotes};
 pub use layout::{Layout, LayoutError, Region, TableCounts};
 pub use toys::{
-    check_oracle, create, create_with_progress, guest_p2m, read_guest_pages, toy_params,
-    BuiltinToys, CreateError, GuestPages, GuestReadError, OracleCheck, Verdict,
+    check_oracle, create, create_with_progress, guest_p2m, kernel_image, oracle_pfns,
+    read_guest_pages, read_status, toy_params, BuiltinToys, CreateError, GuestPages,
+    GuestReadError, OracleCheck, Verdict,
 };
 
 /// `DOMID_ANY`: createdomain picks the id (4.17 also accepts 0 or any reserved id;
