@@ -1004,3 +1004,32 @@ fn saved_pages_match_the_suspended_guest_by_pfn() {
     let sh = SharedInfo::read_from_prefix(&sh[..]).unwrap().0;
     assert!(sh.evtchn_mask.iter().all(|&w| w == u64::MAX));
 }
+
+#[test]
+fn same_config_same_bytes() {
+    // Two hosts, the same guests, the same instruction counts: identical memory by PFN,
+    // console, vCPU registers and virtual time — including across a save/restore.
+    let run = || {
+        let mut m = model();
+        let g = G::create(
+            &mut m,
+            &cfg(
+                "e",
+                "epoch",
+                "pages=16 writes=4 seed=5 period_ns=30000 report=2",
+            ),
+        );
+        m.run(3_000_000);
+        g.suspend(&mut m);
+        let g = g.save_restore(&mut m);
+        m.run(1_000_000);
+        let all: Vec<Pfn> = (0..g.p2m.len() as u64).map(Pfn::new).collect();
+        let mem = g.pages(&mut m, all);
+        let ctx = xc::get_vcpu_context(&mut m, g.dom, 0).unwrap();
+        (mem, g.console(&m), ctx.user_regs.rip, m.now_ns())
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a.1, b.1, "console");
+    assert_eq!((a.2, a.3), (b.2, b.3), "rip and time");
+    assert!(a.0 == b.0, "memory by PFN differs");
+}
