@@ -820,13 +820,18 @@ enum Boundary<T> {
 
 /// Fills `buf` from `r`. Read timeouts are retried, except that a timeout before the
 /// first byte of a frame header (`at_boundary`) asks `stop`, and stops if it says so.
+///
+/// With `stall`, a peer that sends nothing for that long once a frame has begun is an
+/// error (`TimedOut`), so a client that stops half-way cannot hold a server forever.
 fn fill<R: Read + ?Sized>(
     r: &mut R,
     buf: &mut [u8],
     at_boundary: bool,
     stop: &dyn Fn() -> bool,
+    stall: Option<std::time::Duration>,
 ) -> io::Result<Boundary<()>> {
     let mut got = 0;
+    let mut waiting_since: Option<std::time::Instant> = None;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
             Ok(0) if got == 0 && at_boundary => return Ok(Boundary::Eof),
@@ -836,7 +841,10 @@ fn fill<R: Read + ?Sized>(
                     "stream ended inside a frame",
                 ))
             }
-            Ok(n) => got += n,
+            Ok(n) => {
+                got += n;
+                waiting_since = None;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if matches!(
@@ -844,8 +852,21 @@ fn fill<R: Read + ?Sized>(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                if got == 0 && at_boundary && stop() {
-                    return Ok(Boundary::Stopped);
+                if got == 0 && at_boundary {
+                    if stop() {
+                        return Ok(Boundary::Stopped);
+                    }
+                } else if let Some(limit) = stall {
+                    if waiting_since
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed()
+                        >= limit
+                    {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("peer sent nothing for {limit:?} inside a frame"),
+                        ));
+                    }
                 }
             }
             Err(e) => return Err(e),
@@ -858,7 +879,7 @@ fn read_frame_until<R: Read + ?Sized>(
     r: &mut R,
     stop: &dyn Fn() -> bool,
 ) -> io::Result<Option<Vec<u8>>> {
-    match read_frame_or_stop(r, stop)? {
+    match read_frame_or_stop(r, stop, None)? {
         Boundary::Done(f) => Ok(Some(f)),
         Boundary::Eof | Boundary::Stopped => Ok(None),
     }
@@ -867,9 +888,10 @@ fn read_frame_until<R: Read + ?Sized>(
 fn read_frame_or_stop<R: Read + ?Sized>(
     r: &mut R,
     stop: &dyn Fn() -> bool,
+    stall: Option<std::time::Duration>,
 ) -> io::Result<Boundary<Vec<u8>>> {
     let mut header = [0u8; 4];
-    match fill(r, &mut header, true, stop)? {
+    match fill(r, &mut header, true, stop, stall)? {
         Boundary::Done(()) => {}
         Boundary::Eof => return Ok(Boundary::Eof),
         Boundary::Stopped => return Ok(Boundary::Stopped),
@@ -888,7 +910,7 @@ fn read_frame_or_stop<R: Read + ?Sized>(
     while body.len() < len {
         let start = body.len();
         body.resize(start + (len - start).min(CHUNK), 0);
-        fill(r, &mut body[start..], false, stop)?;
+        fill(r, &mut body[start..], false, stop, stall)?;
     }
     Ok(Boundary::Done(body))
 }

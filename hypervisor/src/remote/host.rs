@@ -72,6 +72,9 @@ pub struct HostOptions {
     pub quiet: Duration,
     /// How often an idle daemon looks for a client, a call, or `stop`.
     pub poll: Duration,
+    /// A client that sends nothing for this long in the middle of a call is
+    /// disconnected (so it cannot hold the host).
+    pub stall: Duration,
 }
 
 impl Default for HostOptions {
@@ -80,6 +83,7 @@ impl Default for HostOptions {
             slice_insns: 200_000,
             quiet: Duration::from_millis(100),
             poll: Duration::from_millis(5),
+            stall: Duration::from_secs(10),
         }
     }
 }
@@ -260,7 +264,7 @@ fn serve_client<H: Host + ?Sized>(
         let may_run = r.opts.slice_insns > 0 && !dormant;
         let quiet = r.opts.quiet;
         let want_break = || stop() || (may_run && last.elapsed() >= quiet);
-        match read_frame_or_stop(&mut stream, &want_break)? {
+        match read_frame_or_stop(&mut stream, &want_break, Some(r.opts.stall))? {
             Boundary::Done(frame) => {
                 let (reply, stop_host) = r.call(&frame);
                 send(&mut stream, &reply)?;
@@ -305,6 +309,7 @@ mod tests {
             slice_insns: slice,
             quiet: Duration::from_secs(3600),
             poll: Duration::from_millis(1),
+            stall: Duration::from_millis(50),
         }
     }
 
@@ -431,6 +436,24 @@ mod tests {
         let stats = h.join().unwrap();
         assert_eq!(stats.idle_insns, 0);
         assert_eq!(stats.calls, 2);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_client_that_stalls_inside_a_call_is_dropped_and_the_host_goes_on() {
+        use std::io::{Read, Write};
+        let path = socket("stall");
+        let (_, _stop, h) = spawn_host(&path, false, opts(10_000));
+        let mut s = UnixStream::connect(&path).unwrap();
+        // Half a frame header, then nothing.
+        s.write_all(&[8, 0]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).unwrap(), 0, "dropped by the host");
+        let mut c = RemoteXen::connect(&path).unwrap();
+        assert_eq!(c.server_backend().unwrap(), "model");
+        c.stop_host().unwrap();
+        h.join().unwrap();
         let _ = std::fs::remove_file(&path);
     }
 
