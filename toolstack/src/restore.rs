@@ -10,7 +10,7 @@
 //! | PAGE_DATA | `populate_physmap` of new PFNs (and of PFNs a page table names before their own data arrives), page tables **localised** (PFN → new MFN), foreign writes |
 //! | X86_TSC_INFO | settscinfo |
 //! | SHARED_INFO, vCPU records | stashed |
-//! | libxc END | start_info fixed (store/console PFN → MFN + new ports, nr_pages, shared_info, flags 0); setvcpucontext (rdx, cr3, cr1, GDT frames PFN → MFN, online), set_ext_vcpucontext; `mmuext_op` pin of every LPINTAB table; the guest's p2m frames rewritten with the new MFNs; shared_info copied (vcpu_info and arch; frame_list_list 0, nothing pending, **every event channel masked**) |
+//! | libxc END | start_info fixed (store/console PFN → MFN + new ports, nr_pages, shared_info, flags 0); setvcpucontext (rdx, cr3, cr1, GDT frames PFN → MFN, online), set_ext_vcpucontext, setvcpuextstate and set_vcpu_msrs (when the stream has them); `mmuext_op` pin of every LPINTAB table; the guest's p2m frames rewritten with the new MFNs; shared_info copied (vcpu_info and arch; frame_list_list 0, nothing pending, **every event channel masked**) |
 //! | libxl END | xenstore home written (name, domid, memory, cpu, store, console, control/shutdown = ""), `xs_introduce`; unpaused unless [`RestoreOptions::paused`] |
 //!
 //! **Failure**: any error destroys the half-restored domain (xenstored releases it,
@@ -215,7 +215,7 @@ struct VcpuState {
     basic: Option<Vec<u8>>,
     ext: Option<Vec<u8>>,
     xsave: Option<Vec<u8>>,
-    msrs: Option<Vec<u8>>,
+    msrs: Option<Vec<dc::VcpuMsr>>,
 }
 
 struct Restorer<'o, 'p, X: Xen + ?Sized> {
@@ -434,13 +434,16 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
             }
             LibxcRecord::X86PvVcpuMsrs(m) => {
                 if !m.msrs.is_empty() {
-                    let mut bytes = Vec::with_capacity(m.msrs.len() * 16);
-                    for e in &m.msrs {
-                        bytes.extend_from_slice(&e.index.to_le_bytes());
-                        bytes.extend_from_slice(&e.reserved.to_le_bytes());
-                        bytes.extend_from_slice(&e.value.to_le_bytes());
-                    }
-                    self.vcpu(m.vcpu_id)?.msrs = Some(bytes);
+                    let msrs = m
+                        .msrs
+                        .iter()
+                        .map(|e| dc::VcpuMsr {
+                            index: e.index,
+                            reserved: e.reserved,
+                            value: e.value,
+                        })
+                        .collect();
+                    self.vcpu(m.vcpu_id)?.msrs = Some(msrs);
                 }
             }
             LibxcRecord::End => {
@@ -791,11 +794,13 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
                 xc::set_ext_vcpu_context(self.x, dom, &ext)
                     .map_err(self.xen(None, "set_ext_vcpucontext"))?;
             }
-            if self.vcpus[v as usize].xsave.is_some() || self.vcpus[v as usize].msrs.is_some() {
-                return Err(self.invalid(
-                    None,
-                    format!("vCPU {v}: XSAVE/MSR state cannot be restored by xi yet"),
-                ));
+            if let Some(xsave) = self.vcpus[v as usize].xsave.clone() {
+                xc::set_vcpu_xsave(self.x, dom, v, &xsave)
+                    .map_err(self.xen(None, "setvcpuextstate"))?;
+            }
+            if let Some(msrs) = self.vcpus[v as usize].msrs.clone() {
+                xc::set_vcpu_msrs(self.x, dom, v, &msrs)
+                    .map_err(self.xen(None, "set_vcpu_msrs"))?;
             }
         }
         self.pin()?;

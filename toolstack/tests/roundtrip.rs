@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use guest_model::guests::Oracle;
 use guest_model::{Status, Stop, ToyImage};
 use hypervisor::abi::domctl as dc;
+use hypervisor::abi::mm::MmuextOp;
 use hypervisor::abi::mm::{MmuUpdate, MMU_NORMAL_PT_UPDATE, PTE_ADDR_MASK, PTE_PRESENT};
 use hypervisor::abi::shared::{SharedInfo, StartInfo};
 use hypervisor::abi::sysctl::{self as sc, SysctlPhysinfo, XenSysctl};
@@ -37,7 +38,7 @@ use hypervisor::abi::vcpu::{xen_cr3_to_pfn, xen_pfn_to_cr3, VcpuGuestContext, VG
 use hypervisor::model::evtchn::EvtchnState;
 use hypervisor::model::{Model, ModelConfig};
 use hypervisor::types::PAGE_SIZE;
-use hypervisor::{DomId, Mfn, Xen};
+use hypervisor::{DomId, Mfn, Port, Xen, XenError, XsPerm, XsTxId, XsWatchEvent};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use toolstack::build::{build, BuildOptions, BuiltDomain, KernelImage};
@@ -765,4 +766,234 @@ fn the_linear_p2m_gives_the_same_map_as_the_frame_list_tree() {
         ),
         "{e}"
     );
+}
+
+/// The model, with the two vCPU-state domctls it does not implement
+/// (setvcpuextstate, set_vcpu_msrs) accepted and recorded, so the restore path that
+/// applies saved XSAVE and MSR records can be checked byte for byte.
+struct ExtState<'m> {
+    m: &'m mut Model,
+    /// `(cmd, vcpu, payload size or count, buffer)` of every intercepted call.
+    calls: Vec<(u32, u32, u64, Vec<u8>)>,
+}
+
+impl Xen for ExtState<'_> {
+    fn domctl(
+        &mut self,
+        domctl: &mut hypervisor::abi::domctl::XenDomctl,
+        buf: &mut [u8],
+    ) -> Result<i64, hypervisor::XenError> {
+        match domctl.cmd {
+            dc::XEN_DOMCTL_SETVCPUEXTSTATE => {
+                let p: dc::DomctlVcpuExtState = domctl.payload();
+                self.calls.push((domctl.cmd, p.vcpu, p.size, buf.to_vec()));
+                Ok(0)
+            }
+            dc::XEN_DOMCTL_SET_VCPU_MSRS => {
+                let p: dc::DomctlVcpuMsrs = domctl.payload();
+                self.calls
+                    .push((domctl.cmd, p.vcpu, u64::from(p.msr_count), buf.to_vec()));
+                Ok(0)
+            }
+            _ => Xen::domctl(self.m, domctl, buf),
+        }
+    }
+    fn backend_name(&self) -> &'static str {
+        Xen::backend_name(self.m)
+    }
+    fn xen_version(&mut self, cmd: u32, arg: &mut [u8]) -> Result<i64, XenError> {
+        Xen::xen_version(self.m, cmd, arg)
+    }
+    fn sysctl(&mut self, sysctl: &mut XenSysctl, buf: &mut [u8]) -> Result<i64, XenError> {
+        Xen::sysctl(self.m, sysctl, buf)
+    }
+    fn memory_op(&mut self, cmd: u32, arg: &mut [u8], buf: &mut [u8]) -> Result<i64, XenError> {
+        Xen::memory_op(self.m, cmd, arg, buf)
+    }
+    fn mmu_update(
+        &mut self,
+        reqs: &[MmuUpdate],
+        done: &mut u32,
+        foreigndom: u32,
+    ) -> Result<i64, XenError> {
+        Xen::mmu_update(self.m, reqs, done, foreigndom)
+    }
+    fn mmuext_op(
+        &mut self,
+        ops: &[MmuextOp],
+        done: &mut u32,
+        foreigndom: u32,
+    ) -> Result<i64, XenError> {
+        Xen::mmuext_op(self.m, ops, done, foreigndom)
+    }
+    fn event_channel_op(&mut self, cmd: u32, arg: &mut [u8]) -> Result<i64, XenError> {
+        Xen::event_channel_op(self.m, cmd, arg)
+    }
+    fn foreign_read(
+        &mut self,
+        dom: DomId,
+        mfns: &[Mfn],
+        buf: &mut [u8],
+        errs: &mut [i32],
+    ) -> Result<(), XenError> {
+        Xen::foreign_read(self.m, dom, mfns, buf, errs)
+    }
+    fn foreign_write(
+        &mut self,
+        dom: DomId,
+        mfns: &[Mfn],
+        buf: &[u8],
+        errs: &mut [i32],
+    ) -> Result<(), XenError> {
+        Xen::foreign_write(self.m, dom, mfns, buf, errs)
+    }
+    fn evtchn_bind_interdomain(
+        &mut self,
+        remote: DomId,
+        remote_port: Port,
+    ) -> Result<Port, XenError> {
+        Xen::evtchn_bind_interdomain(self.m, remote, remote_port)
+    }
+    fn evtchn_bind_unbound_port(&mut self, remote: DomId) -> Result<Port, XenError> {
+        Xen::evtchn_bind_unbound_port(self.m, remote)
+    }
+    fn evtchn_bind_virq(&mut self, virq: u32) -> Result<Port, XenError> {
+        Xen::evtchn_bind_virq(self.m, virq)
+    }
+    fn evtchn_unbind(&mut self, port: Port) -> Result<(), XenError> {
+        Xen::evtchn_unbind(self.m, port)
+    }
+    fn evtchn_notify(&mut self, port: Port) -> Result<(), XenError> {
+        Xen::evtchn_notify(self.m, port)
+    }
+    fn evtchn_wait(&mut self, timeout_ns: u64) -> Result<Option<Port>, XenError> {
+        Xen::evtchn_wait(self.m, timeout_ns)
+    }
+    fn evtchn_unmask(&mut self, port: Port) -> Result<(), XenError> {
+        Xen::evtchn_unmask(self.m, port)
+    }
+    fn xs_read(&mut self, tx: XsTxId, path: &str) -> Result<Vec<u8>, XenError> {
+        Xen::xs_read(self.m, tx, path)
+    }
+    fn xs_write(&mut self, tx: XsTxId, path: &str, value: &[u8]) -> Result<(), XenError> {
+        Xen::xs_write(self.m, tx, path, value)
+    }
+    fn xs_mkdir(&mut self, tx: XsTxId, path: &str) -> Result<(), XenError> {
+        Xen::xs_mkdir(self.m, tx, path)
+    }
+    fn xs_rm(&mut self, tx: XsTxId, path: &str) -> Result<(), XenError> {
+        Xen::xs_rm(self.m, tx, path)
+    }
+    fn xs_directory(&mut self, tx: XsTxId, path: &str) -> Result<Vec<String>, XenError> {
+        Xen::xs_directory(self.m, tx, path)
+    }
+    fn xs_get_perms(&mut self, tx: XsTxId, path: &str) -> Result<Vec<XsPerm>, XenError> {
+        Xen::xs_get_perms(self.m, tx, path)
+    }
+    fn xs_set_perms(&mut self, tx: XsTxId, path: &str, perms: &[XsPerm]) -> Result<(), XenError> {
+        Xen::xs_set_perms(self.m, tx, path, perms)
+    }
+    fn xs_watch(&mut self, path: &str, token: &str) -> Result<(), XenError> {
+        Xen::xs_watch(self.m, path, token)
+    }
+    fn xs_unwatch(&mut self, path: &str, token: &str) -> Result<(), XenError> {
+        Xen::xs_unwatch(self.m, path, token)
+    }
+    fn xs_read_watch(&mut self, timeout_ns: u64) -> Result<Option<XsWatchEvent>, XenError> {
+        Xen::xs_read_watch(self.m, timeout_ns)
+    }
+    fn xs_transaction_start(&mut self) -> Result<XsTxId, XenError> {
+        Xen::xs_transaction_start(self.m)
+    }
+    fn xs_transaction_end(&mut self, tx: XsTxId, commit: bool) -> Result<(), XenError> {
+        Xen::xs_transaction_end(self.m, tx, commit)
+    }
+    fn xs_introduce(&mut self, dom: DomId, mfn: Mfn, port: Port) -> Result<(), XenError> {
+        Xen::xs_introduce(self.m, dom, mfn, port)
+    }
+    fn xs_release(&mut self, dom: DomId) -> Result<(), XenError> {
+        Xen::xs_release(self.m, dom)
+    }
+    fn xs_get_domain_path(&mut self, dom: DomId) -> Result<String, XenError> {
+        Xen::xs_get_domain_path(self.m, dom)
+    }
+}
+
+#[test]
+fn saved_xsave_and_msr_records_are_applied_on_restore() {
+    use toolstack::stream::{read_all, Item, LibxcRecord, ReaderOptions, StreamWriter};
+    use toolstack::stream::{VcpuBlob, VcpuMsr, VcpuMsrs};
+    let mut m = model();
+    let g = boot(&mut m, "counter", "counter", "pages=32 report=64");
+    m.run(1_000_000);
+    let mut stream = Vec::new();
+    save(&mut m, g.built.domid, &mut stream, SaveOptions::default()).unwrap();
+    // The model has no XSAVE or MSR state to save; add what real Xen would.
+    let mut xsave = vec![0u8; 16 + 576];
+    xsave[..8].copy_from_slice(&7u64.to_le_bytes());
+    xsave[8..16].copy_from_slice(&7u64.to_le_bytes());
+    for (i, b) in xsave[16..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let msrs = vec![
+        VcpuMsr {
+            index: 0xc000_0103,
+            reserved: 0,
+            value: 0x1234,
+        },
+        VcpuMsr {
+            index: 0x10,
+            reserved: 0,
+            value: 0xdead_beef,
+        },
+    ];
+    let mut w = StreamWriter::new(Vec::new());
+    for located in read_all(&stream[..], ReaderOptions::default()).unwrap() {
+        if matches!(located.item, Item::Libxc(LibxcRecord::End)) {
+            w.write_item(&Item::Libxc(LibxcRecord::X86PvVcpuXsave(VcpuBlob {
+                vcpu_id: 0,
+                context: xsave.clone(),
+            })))
+            .unwrap();
+            w.write_item(&Item::Libxc(LibxcRecord::X86PvVcpuMsrs(VcpuMsrs {
+                vcpu_id: 0,
+                msrs: msrs.clone(),
+            })))
+            .unwrap();
+        }
+        w.write_item(&located.item).unwrap();
+    }
+    let extended = w.into_inner();
+    // On the model itself the calls fail (ENOSYS) and the restore is undone.
+    let free = free_pages(&mut m);
+    let doms = m.domain_ids();
+    let e = restore(&mut m, &extended[..], RestoreOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("setvcpuextstate"), "{e}");
+    assert_eq!((free_pages(&mut m), m.domain_ids()), (free, doms));
+    // With them accepted, each is issued once for vCPU 0 with the saved bytes.
+    let mut x = ExtState {
+        m: &mut m,
+        calls: Vec::new(),
+    };
+    let r = restore(&mut x, &extended[..], RestoreOptions::default()).expect("restore");
+    let mut msr_bytes = Vec::new();
+    for e in &msrs {
+        msr_bytes.extend_from_slice(&e.index.to_le_bytes());
+        msr_bytes.extend_from_slice(&e.reserved.to_le_bytes());
+        msr_bytes.extend_from_slice(&e.value.to_le_bytes());
+    }
+    assert_eq!(
+        x.calls,
+        vec![
+            (
+                dc::XEN_DOMCTL_SETVCPUEXTSTATE,
+                0,
+                xsave.len() as u64,
+                xsave.clone()
+            ),
+            (dc::XEN_DOMCTL_SET_VCPU_MSRS, 0, 2, msr_bytes),
+        ]
+    );
+    xc::destroy(&mut m, r.domid).unwrap();
+    m.check_invariants().unwrap();
 }

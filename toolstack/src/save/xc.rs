@@ -260,6 +260,48 @@ pub fn get_vcpu_xsave<X: Xen + ?Sized>(
     Ok(buf)
 }
 
+/// `XEN_DOMCTL_setvcpuextstate` with a saved X86_PV_VCPU_XSAVE blob (`u64 xcr0,
+/// u64 xcr0_accum, area`) as the buffer, as libxc's restore does (Xen reads the two
+/// masks from the buffer itself).
+///
+/// # Errors
+/// Xen's errno.
+pub fn set_vcpu_xsave<X: Xen + ?Sized>(
+    x: &mut X,
+    dom: DomId,
+    vcpu: u32,
+    blob: &[u8],
+) -> Result<(), XenError> {
+    let mut d = XenDomctl::new(dc::XEN_DOMCTL_SETVCPUEXTSTATE, dom.get());
+    d.set_payload(&DomctlVcpuExtState {
+        vcpu,
+        size: blob.len() as u64,
+        ..DomctlVcpuExtState::default()
+    });
+    let mut buf = blob.to_vec();
+    x.domctl(&mut d, &mut buf).map(|_| ())
+}
+
+/// `XEN_DOMCTL_set_vcpu_msrs` with `msrs`.
+///
+/// # Errors
+/// Xen's errno.
+pub fn set_vcpu_msrs<X: Xen + ?Sized>(
+    x: &mut X,
+    dom: DomId,
+    vcpu: u32,
+    msrs: &[VcpuMsr],
+) -> Result<(), XenError> {
+    let mut d = XenDomctl::new(dc::XEN_DOMCTL_SET_VCPU_MSRS, dom.get());
+    d.set_payload(&DomctlVcpuMsrs {
+        vcpu,
+        msr_count: u32::try_from(msrs.len()).unwrap_or(u32::MAX),
+        msrs: 0,
+    });
+    let mut buf = msrs.to_vec();
+    x.domctl(&mut d, buf.as_mut_bytes()).map(|_| ())
+}
+
 /// `XEN_DOMCTL_get_vcpu_msrs`; a Xen without the call (`ENOSYS`/`EOPNOTSUPP`) has none.
 ///
 /// # Errors
