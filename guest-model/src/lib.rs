@@ -103,7 +103,7 @@ use layout::{va, CODE_PAGES, PAGE, PG_GUEST, PG_HYPERCALL, VIRT_BASE};
 /// A toy guest kernel image and what the domain builder needs to know about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToyImage {
-    /// The guest's name (`counter`, `epoch`, `pagetable`, `pingpong`).
+    /// The guest's name (`counter`, `epoch`, `pagetable`, `pingpong`, `checksum`).
     pub name: &'static str,
     /// Where `bytes` is loaded ([`VIRT_BASE`]); the image's page `i` is PFN `i`.
     pub virt_base: u64,
@@ -143,7 +143,7 @@ impl ToyImage {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ToyError {
     /// No toy guest has this name.
-    #[error("unknown toy guest {name:?} (known: counter, epoch, pagetable, pingpong)")]
+    #[error("unknown toy guest {name:?} (known: counter, epoch, pagetable, pingpong, checksum)")]
     UnknownGuest {
         /// The name asked for.
         name: String,

@@ -14,9 +14,11 @@
 //! | epoch | `writes` | 16 | 1..=4096 | pages written per epoch (chosen with repetition) |
 //! | epoch | `period_ns` | 1000000 | 1000..=10^12 | timer period between epochs |
 //! | pingpong | `role` | — (required) | `ping` / `pong` | ping allocates the channel, pong binds it |
+//! | checksum | `pages` | 64 | 1..=8192 | pages filled (512 words each) |
+//! | checksum | `seed` | 1 | any u64 | PRNG seed of the values |
 //! | pingpong | `peer` | — | 1..=32751 | the other domain's id (required for pong; ping learns it from xenstore if absent) |
 //!
-//! Default `report`: counter 4096, epoch 10, pagetable 10, pingpong 100.
+//! Default `report`: counter 4096, epoch 10, pagetable 10, pingpong 100, checksum 1000.
 //! Unknown keys, repeated keys, tokens without `=` and out-of-range values are errors.
 
 use std::fmt;
@@ -34,15 +36,18 @@ pub enum Guest {
     Pagetable,
     /// Exchanges notifications with a peer domain over an inter-domain event channel.
     Pingpong,
+    /// Fills memory from a seeded PRNG, keeps running checksums, verifies after resumes.
+    Checksum,
 }
 
 impl Guest {
     /// Every guest, in a fixed order.
-    pub const ALL: [Guest; 4] = [
+    pub const ALL: [Guest; 5] = [
         Guest::Counter,
         Guest::Epoch,
         Guest::Pagetable,
         Guest::Pingpong,
+        Guest::Checksum,
     ];
 
     /// The name used in `toy:<name>` and on the console.
@@ -53,6 +58,7 @@ impl Guest {
             Guest::Epoch => "epoch",
             Guest::Pagetable => "pagetable",
             Guest::Pingpong => "pingpong",
+            Guest::Checksum => "checksum",
         }
     }
 
@@ -76,6 +82,7 @@ impl Guest {
             ],
             Guest::Pagetable => &["steps", "report", "hostile"],
             Guest::Pingpong => &["steps", "report", "hostile", "role", "peer"],
+            Guest::Checksum => &["steps", "report", "hostile", "pages", "seed"],
         }
     }
 
@@ -84,6 +91,7 @@ impl Guest {
             Guest::Counter => 4096,
             Guest::Epoch | Guest::Pagetable => 10,
             Guest::Pingpong => 100,
+            Guest::Checksum => 1000,
         }
     }
 }
@@ -276,6 +284,10 @@ impl ToyParams {
                 out.push(format!("period_ns={}", self.period_ns));
             }
             Guest::Pagetable => {}
+            Guest::Checksum => {
+                out.push(format!("pages={}", self.pages));
+                out.push(format!("seed={}", self.seed));
+            }
             Guest::Pingpong => {
                 if let Some(r) = self.role {
                     out.push(format!("role={}", r.name()));

@@ -21,6 +21,8 @@ fn all_images() -> Vec<ToyImage> {
         ("pingpong", "role=ping"),
         ("pingpong", "role=ping peer=7"),
         ("pingpong", "role=pong peer=3 steps=100 report=10"),
+        ("checksum", ""),
+        ("checksum", "pages=8192 seed=77 steps=9 report=2"),
     ]
     .iter()
     .map(|(n, e)| toy(n, e).unwrap_or_else(|err| panic!("{n} {e}: {err}")))

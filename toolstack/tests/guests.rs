@@ -407,6 +407,15 @@ fn epoch_full_cycle() {
 }
 
 #[test]
+fn checksum_full_cycle() {
+    let (mut m, g) = full_cycle("checksum", "pages=4 seed=9 report=500", 700);
+    // It verified its memory once, after the one resume in a new domain, and said so.
+    let st = g.check(&mut m, Stop::Anywhere);
+    assert_eq!((st.guest[2], st.guest[3]), (1, 0));
+    assert_eq!(g.console(&m).matches("checksum: verify ok\n").count(), 1);
+}
+
+#[test]
 fn pagetable_full_cycle() {
     full_cycle("pagetable", "report=5", 3);
 }
@@ -771,7 +780,7 @@ fn checkpoint_save_resumes_in_place_with_1() {
 
 #[test]
 fn bad_toy_parameters_are_clear_errors() {
-    let cases: [(&str, &str, &str); 8] = [
+    let cases: [(&str, &str, &str); 9] = [
         ("counter", "pages=0", "pages"),
         ("counter", "pages=9000", "pages"),
         ("counter", "seed=3", "seed"),
@@ -780,6 +789,7 @@ fn bad_toy_parameters_are_clear_errors() {
         ("pagetable", "pages=3", "pages"),
         ("pingpong", "report=1", "role"),
         ("pingpong", "role=pong", "peer"),
+        ("checksum", "pages=9000", "pages"),
     ];
     for (guest, extra, key) in cases {
         let c = cfg("bad", guest, extra);
@@ -842,6 +852,7 @@ fn oracles_detect_a_corrupted_byte() {
             4,
         ),
         ("pagetable", "report=1", 3),
+        ("checksum", "pages=4 seed=2 report=100", 300),
     ] {
         let mut m = model();
         let g = G::create(&mut m, &cfg(guest, guest, extra));
@@ -905,7 +916,7 @@ fn oracles_detect_a_corrupted_byte() {
             p.pages -= 1;
             others.push(p);
         }
-        if guest == "epoch" {
+        if guest == "epoch" || guest == "checksum" {
             let mut p = g.params.clone();
             p.seed += 1;
             others.push(p);
@@ -1032,4 +1043,40 @@ fn same_config_same_bytes() {
     assert_eq!(a.1, b.1, "console");
     assert_eq!((a.2, a.3), (b.2, b.3), "rip and time");
     assert!(a.0 == b.0, "memory by PFN differs");
+}
+
+#[test]
+fn checksum_guest_notices_memory_changed_behind_its_back() {
+    let mut m = model();
+    let g = G::create(&mut m, &cfg("c", "checksum", "pages=2 seed=4 report=0"));
+    g.run_steps(&mut m, 100);
+    g.suspend(&mut m);
+    // Change a word it wrote while it is suspended, then save and restore it.
+    corrupt(&mut m, &g, Pfn::new(guest_model::layout::PG_GUEST), 8);
+    let mut out = Vec::new();
+    save(
+        &mut m,
+        g.dom,
+        &mut out,
+        SaveOptions {
+            already_suspended: true,
+            ..SaveOptions::default()
+        },
+    )
+    .unwrap();
+    let r = restore(&mut m, &out[..], RestoreOptions::default()).unwrap();
+    let earlier = g.console(&m);
+    let g = G {
+        dom: r.domid,
+        p2m: r.p2m,
+        earlier,
+        ..g
+    };
+    xc::unpause(&mut m, g.dom).unwrap();
+    g.run_until(&mut m, "the verification", |m| g.status(m).guest[2] == 1);
+    g.run_steps(&mut m, 10);
+    let st = g.status(&mut m);
+    assert_eq!(st.guest[3], 1, "the guest saw the change");
+    assert!(g.console(&m).contains("checksum: verify BAD\n"));
+    assert!(!verdict(&mut m, &g, Stop::Anywhere).holds());
 }

@@ -10,6 +10,7 @@ use crate::layout::PG_GUEST;
 use crate::oracle::{GuestMemory, OracleError, Status, Stop};
 use crate::params::ToyParams;
 
+pub mod checksum;
 pub mod counter;
 pub mod epoch;
 pub mod pagetable;
@@ -39,6 +40,10 @@ pub(crate) fn emit(g: &mut Gen<'_>) -> AsmResult<u64> {
             pingpong::emit(g)?;
             Ok(pingpong::region_pages(g.p))
         }
+        Guest::Checksum => {
+            checksum::emit(g)?;
+            Ok(checksum::region_pages(g.p))
+        }
     }
 }
 
@@ -53,6 +58,8 @@ pub enum Oracle {
     Pagetable(pagetable::PagetableOracle),
     /// `pingpong` (one side; see [`pingpong::PingpongOracle::check_pair`] for both).
     Pingpong(pingpong::PingpongOracle),
+    /// `checksum`.
+    Checksum(checksum::ChecksumOracle),
 }
 
 impl Oracle {
@@ -64,6 +71,7 @@ impl Oracle {
             Guest::Epoch => Oracle::Epoch(epoch::EpochOracle::new(params)),
             Guest::Pagetable => Oracle::Pagetable(pagetable::PagetableOracle::new(params)),
             Guest::Pingpong => Oracle::Pingpong(pingpong::PingpongOracle::new(params)),
+            Guest::Checksum => Oracle::Checksum(checksum::ChecksumOracle::new(params)),
         }
     }
 
@@ -77,6 +85,7 @@ impl Oracle {
             Guest::Epoch => epoch::region_pages(params),
             Guest::Pagetable => pagetable::region_pages(params),
             Guest::Pingpong => pingpong::region_pages(params),
+            Guest::Checksum => checksum::region_pages(params),
         };
         Pfn::new(PG_GUEST)..Pfn::new(PG_GUEST + n)
     }
@@ -89,6 +98,7 @@ impl Oracle {
             Oracle::Epoch(o) => o.expected_pages(steps),
             Oracle::Pagetable(o) => o.expected_pages(steps),
             Oracle::Pingpong(_) => BTreeMap::new(),
+            Oracle::Checksum(o) => o.expected_pages(steps),
         }
     }
 
@@ -102,6 +112,7 @@ impl Oracle {
             Oracle::Epoch(o) => o.check(mem, stop),
             Oracle::Pagetable(o) => o.check(mem, stop),
             Oracle::Pingpong(_) => Status::read(mem),
+            Oracle::Checksum(o) => o.check(mem, stop),
         }
     }
 
@@ -113,6 +124,7 @@ impl Oracle {
             Oracle::Epoch(o) => o.expected_console(steps),
             Oracle::Pagetable(o) => o.expected_console(steps),
             Oracle::Pingpong(o) => o.expected_console(steps),
+            Oracle::Checksum(o) => o.expected_console(steps),
         }
     }
 
@@ -132,6 +144,22 @@ impl Oracle {
             Oracle::Epoch(_) => "epoch",
             Oracle::Pagetable(_) => "pagetable",
             Oracle::Pingpong(_) => "pingpong",
+            Oracle::Checksum(_) => "checksum",
+        };
+        let filtered;
+        let console = if let Oracle::Checksum(_) = self {
+            let (rest, ok) = checksum::ChecksumOracle::split_verify_lines(console)?;
+            // The line is printed after the counter moves.
+            if ok != st.guest[2] && !(stop == Stop::Anywhere && ok + 1 == st.guest[2]) {
+                return Err(OracleError::Protocol(format!(
+                    "{ok} verify lines, status says {} verifications",
+                    st.guest[2]
+                )));
+            }
+            filtered = rest;
+            filtered.as_str()
+        } else {
+            console
         };
         crate::oracle::check_console(
             name,
