@@ -5,7 +5,8 @@
 //! These names are stable (the CLI and the harness use them):
 //!
 //! - [`BuiltinToys`]: the [`ToyGuests`] of the `guest-model` crate
-//!   (`toy:counter`, `toy:epoch`, `toy:pagetable`, `toy:pingpong`), parameters from
+//!   (`toy:counter`, `toy:epoch`, `toy:pagetable`, `toy:pingpong`, `toy:checksum`),
+//!   parameters from
 //!   `extra`;
 //! - [`create`] / [`create_with_progress`]: [`load_kernel`] with [`BuiltinToys`], then
 //!   [`build`]; the error ([`CreateError`]) says whether the kernel or the build failed;
