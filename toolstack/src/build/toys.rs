@@ -6,8 +6,7 @@
 //!
 //! - [`BuiltinToys`]: the [`ToyGuests`] of the `guest-model` crate
 //!   (`toy:counter`, `toy:epoch`, `toy:pagetable`, `toy:pingpong`, `toy:checksum`),
-//!   parameters from
-//!   `extra`;
+//!   parameters from `extra`;
 //! - [`create`] / [`create_with_progress`]: [`load_kernel`] with [`BuiltinToys`], then
 //!   [`build`]; the error ([`CreateError`]) says whether the kernel or the build failed;
 //! - [`toy_params`]: the toy parameters a config names (`None` for a kernel file);
