@@ -474,3 +474,42 @@ fn with_slice_0_a_sequence_of_commands_is_deterministic() {
     assert!(files[0].len() > 8 << 20);
     assert!(files[0] == files[1], "the two hosts wrote different files");
 }
+
+#[test]
+fn a_killed_daemons_socket_is_replaced_with_a_message() {
+    let mut h = Host::start();
+    let mut c = h.child.take().unwrap();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    assert!(h.sock.exists(), "a killed daemon leaves its socket file");
+    // Commands say nobody is there.
+    let o = h.xi(&["list"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(h.sock.to_str().unwrap()));
+    // A new daemon takes the path over and says so.
+    // (Held by `h`, so a failing test still kills it.)
+    h.child = Some(
+        Command::new(XI)
+            .args(["host", "serve", "--socket"])
+            .arg(&h.sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut up = false;
+    for _ in 0..TRIES {
+        if h.xi(&["list"]).status.success() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(up, "the new daemon serves");
+    h.ok(&["host", "stop"]);
+    let out = h.child.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("removed the stale socket"), "{err}");
+}
