@@ -258,6 +258,11 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         cmd => {
+            if cli.host.is_none() && cli.backend == Backend::Model && !quiet {
+                eprintln!(
+                    "xi: note: no --host (or XI_HOST): acting on a fresh in-process model host that ends with this command; start a lasting one with `xi host serve`"
+                );
+            }
             let mut x = open_backend(cli.backend, cli.host.as_deref())?;
             on_host(x.as_mut(), cmd, quiet)
         }
