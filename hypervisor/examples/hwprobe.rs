@@ -274,7 +274,10 @@ mod hw {
         let mut d = XenDomctl::new(dc::XEN_DOMCTL_PAUSEDOMAIN, dom.get());
         p.check("pause guest", x.domctl(&mut d, &mut []), |_| String::new());
         let mut d = XenDomctl::new(dc::XEN_DOMCTL_GETVCPUCONTEXT, dom.get());
-        d.set_payload(&dc::DomctlVcpuContext { vcpu: 0, ctxt: 0 });
+        d.set_payload(&dc::DomctlVcpuContext {
+            vcpu: 0,
+            ..Default::default()
+        });
         let mut ctx = VcpuGuestContext::new_zeroed();
         let cr3 = p
             .check(
