@@ -167,7 +167,7 @@ fn write(items: &[Item]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: persistence("algebra"), cases: cases(64), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { failure_persistence: persistence("algebra"), cases: cases(256), ..ProptestConfig::default() })]
 
     #[test]
     fn read_of_write_is_the_identity(items in arbitrary_stream()) {

@@ -241,7 +241,7 @@ fn compare_vcpu(s: &VcpuGuestContext, c: &VcpuGuestContext, m2p: &M2p) -> Result
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: persistence("exactness"), cases: cases(48), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { failure_persistence: persistence("exactness"), cases: cases(96), ..ProptestConfig::default() })]
 
     #[test]
     fn right_after_restore_the_copy_is_the_source(

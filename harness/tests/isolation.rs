@@ -100,7 +100,7 @@ fn check_isolation(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: persistence("isolation"), cases: cases(32), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { failure_persistence: persistence("isolation"), cases: cases(64), ..ProptestConfig::default() })]
 
     #[test]
     fn saving_one_guest_never_touches_the_other(

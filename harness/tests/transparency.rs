@@ -127,7 +127,7 @@ fn check_transparency(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: persistence("transparency"), cases: cases(48), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { failure_persistence: persistence("transparency"), cases: cases(96), ..ProptestConfig::default() })]
 
     #[test]
     fn a_round_trip_is_invisible_to_the_workload(
