@@ -632,7 +632,27 @@ fn pingpong_pair_survives_save_restore_of_each_side() {
             &format!("/local/domain/{}/data/pingpong-port", ping.dom.get()),
         )
         .unwrap();
-    assert!(!port.is_empty());
+    // The channel is a real inter-domain one between the two.
+    let port: u32 = String::from_utf8(port)
+        .unwrap()
+        .parse()
+        .expect("a port number");
+    let mut es = hypervisor::abi::evtchn::EvtchnStatus {
+        dom: ping.dom.get(),
+        port,
+        ..Default::default()
+    };
+    m.event_channel_op(
+        hypervisor::abi::evtchn::EVTCHNOP_STATUS as u32,
+        zerocopy::IntoBytes::as_mut_bytes(&mut es),
+    )
+    .expect("evtchn status");
+    assert_eq!(es.status, hypervisor::abi::evtchn::EVTCHNSTAT_INTERDOMAIN);
+    assert_eq!(
+        es.u[0] & 0xffff,
+        u32::from(pong.dom.get()),
+        "bound by the pong"
+    );
 
     // Save/restore the pong: the ping learns its new id and re-offers a channel.
     pong.suspend(&mut m);
