@@ -5,7 +5,7 @@
 # Results: /tmp/xenlab/out/hw-check/ (summary.txt, logs, save files) and
 # /tmp/xenlab/out/traces/ (<toy>-save.trace, <toy>-restore.trace, <toy>.xl).
 chmod +x ./hw-check.sh ./xi ./hwtoy
-GUEST_MEM=${GUEST_MEM:-96} OUT=/root/out/hw-check ./hw-check.sh ./xi ./hwtoy 2>&1 | tee /root/out/hw-check.log
+STEPS=${STEPS:-1 2 3 4 5} GUEST_MEM=${GUEST_MEM:-96} OUT=/root/out/hw-check ./hw-check.sh ./xi ./hwtoy 2>&1 | tee /root/out/hw-check.log
 # The Linux guest save files are ~100 MiB each: keep their record lists, not the files.
 for f in /root/out/hw-check/xi-saved.xl /root/out/hw-check/xl-saved.xl /root/out/hw-check/xi-checkpoint.xl; do
   [ -f "$f" ] && { ./xi inspect "$f" > "$f.inspect.txt" 2>&1; rm -f "$f"; }
