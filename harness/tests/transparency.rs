@@ -1,4 +1,4 @@
-//! Property 1, transparency: for any toy guest, seed, and schedule of up to three
+//! Property 1, transparency: for any toy guest (counter, epoch, pagetable, checksum), seed, and schedule of up to three
 //! save/restore (plain), checkpoint (`-c`) or `-p` cycles at arbitrary instruction
 //! counts, the guest finishing its `steps=` leaves the same guest region (by PFN) and
 //! the same console minus the suspend/resume lines as the same guest run without
@@ -17,6 +17,7 @@ fn extra(kind: &str, seed: u64) -> String {
         "counter" => format!("pages={} report=1000 steps=40000", 1 + seed % 32),
         "epoch" => format!("seed={seed} pages=16 writes=4 report=100 steps=4000"),
         "pagetable" => "report=20 steps=300".to_owned(),
+        "checksum" => format!("pages=8 seed={seed} report=500 steps=3000"),
         _ => unreachable!(),
     }
 }
@@ -131,7 +132,7 @@ proptest! {
 
     #[test]
     fn a_round_trip_is_invisible_to_the_workload(
-        kind in prop_oneof![Just("counter"), Just("epoch"), Just("pagetable")],
+        kind in prop_oneof![Just("counter"), Just("epoch"), Just("pagetable"), Just("checksum")],
         seed in 0u64..1_000_000,
         schedule in proptest::collection::vec((1u64..450_000, mode()), 0..=3),
     ) {
@@ -142,7 +143,7 @@ proptest! {
 /// One fixed case of each guest, so a plain `cargo test` always covers all three.
 #[test]
 fn each_guest_survives_three_cycles() {
-    for kind in ["counter", "epoch", "pagetable"] {
+    for kind in ["counter", "epoch", "pagetable", "checksum"] {
         check_transparency(
             kind,
             7,

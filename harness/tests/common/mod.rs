@@ -108,14 +108,21 @@ pub fn region(r: &mut Runner, label: &str, params: &ToyParams) -> BTreeMap<u64, 
         .collect()
 }
 
-/// The console without the suspend/resume protocol lines.
+/// The console without the suspend/resume protocol lines (and the checksum guest's
+/// `verify ok`, which it prints after checking its memory on a resume).
 pub fn workload_lines(console: &str, name: &str) -> Vec<String> {
+    let verified = format!("{name}: verify ok");
     let suspending = format!("{name}: suspending");
     let resumed = format!("{name}: resumed ");
     let cancelled = format!("{name}: suspend cancelled ");
     console
         .lines()
-        .filter(|l| *l != suspending && !l.starts_with(&resumed) && !l.starts_with(&cancelled))
+        .filter(|l| {
+            *l != suspending
+                && *l != verified
+                && !l.starts_with(&resumed)
+                && !l.starts_with(&cancelled)
+        })
         .map(str::to_owned)
         .collect()
 }
