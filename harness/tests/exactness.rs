@@ -249,6 +249,7 @@ proptest! {
             Just(("counter", "pages=16 report=50")),
             Just(("epoch", "seed=4 pages=16 writes=4")),
             Just(("pagetable", "report=5")),
+            Just(("checksum", "pages=8 seed=9 report=100")),
         ],
         insns in 50_000u64..1_500_000,
     ) {

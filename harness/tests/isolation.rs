@@ -23,6 +23,7 @@ fn kind() -> impl Strategy<Value = (&'static str, &'static str)> {
         Just(("counter", "pages=16 report=100")),
         Just(("epoch", "seed=9 pages=16 writes=4 report=20")),
         Just(("pagetable", "report=5")),
+        Just(("checksum", "pages=8 seed=3 report=100")),
     ]
 }
 
