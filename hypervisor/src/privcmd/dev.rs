@@ -182,6 +182,71 @@ impl PrivcmdFd {
         Ok(map)
     }
 
+    /// Maps `num` frames of resource (`type_`, `id`) of domain `dom` from frame `idx`
+    /// with `IOCTL_PRIVCMD_MMAP_RESOURCE` (read/write), e.g. a domain's grant table.
+    ///
+    /// # Errors
+    /// The `mmap`/ioctl errno.
+    pub fn map_resource(
+        &self,
+        dom: u16,
+        type_: u32,
+        id: u32,
+        idx: u32,
+        num: u32,
+    ) -> Result<ForeignMapping, XenError> {
+        const OP: &str = "privcmd mmap_resource";
+        let len = num as usize * PAGE_SIZE;
+        if len == 0 {
+            return Err(XenError::BadArgument {
+                op: OP,
+                what: "zero frames".into(),
+            });
+        }
+        // SAFETY: a fresh shared mapping of the privcmd device (an empty VMA); it aliases
+        // no Rust object. Checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&self.file),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(os_err(OP, &std::io::Error::last_os_error()));
+        }
+        let map = ForeignMapping {
+            ptr: NonNull::new(p.cast::<u8>()).ok_or_else(|| XenError::Io {
+                op: OP,
+                source: std::io::Error::other("mmap returned a null mapping"),
+            })?,
+            len,
+        };
+        let mut arg = ioctl::PrivcmdMmapResource {
+            dom,
+            pad: 0,
+            type_,
+            id,
+            idx,
+            num: u64::from(num),
+            addr: map.ptr.as_ptr() as u64,
+        };
+        // SAFETY: `arg` is a valid privcmd_mmap_resource; `addr..addr+len` is exactly the
+        // VMA just created.
+        let r = unsafe {
+            ioctl::raw(
+                self.file.as_fd(),
+                ioctl::PRIVCMD_MMAP_RESOURCE,
+                std::ptr::from_mut(&mut arg),
+            )
+        };
+        r.map_err(|e| os_err(OP, &e))?;
+        Ok(map)
+    }
+
     /// Retries each still-`ENOENT` frame on its own page of `map` until Xen has paged it
     /// back in or the retries run out.
     fn retry_paged_out(&self, dom: u16, mfns: &[u64], map: &ForeignMapping, errs: &mut [i32]) {
@@ -262,6 +327,20 @@ impl ForeignMapping {
                 self.ptr.as_ptr().add(i * PAGE_SIZE),
                 PAGE_SIZE,
             );
+        }
+    }
+}
+
+impl ForeignMapping {
+    /// Writes `data` at byte `off` of the mapping with volatile stores, in order.
+    ///
+    /// # Safety
+    /// The pages covering `off..off+data.len()` must be mapped writable.
+    pub unsafe fn write_bytes(&self, off: usize, data: &[u8]) {
+        assert!(off + data.len() <= self.len);
+        for (i, &b) in data.iter().enumerate() {
+            // SAFETY: inside the mapping (asserted) and writable (the caller's contract).
+            unsafe { std::ptr::write_volatile(self.ptr.as_ptr().add(off + i), b) };
         }
     }
 }

@@ -372,6 +372,41 @@ impl Privcmd {
     }
 }
 
+impl Privcmd {
+    /// Writes grant entry 1 (`GNTTAB_RESERVED_XENSTORE`) of `dom`'s grant table
+    /// (version 1 layout: flags u16, domid u16, frame u32) to grant dom0 access to `mfn`.
+    ///
+    /// # Errors
+    /// Mapping the grant table failed, or the MFN does not fit a v1 entry.
+    pub fn seed_store_grant(&mut self, dom: DomId, mfn: Mfn) -> Result<(), XenError> {
+        const XENMEM_RESOURCE_GRANT_TABLE: u32 = 1;
+        const GRANT_TABLE_ID_SHARED: u32 = 0;
+        const GNTTAB_RESERVED_XENSTORE: usize = 1;
+        const GTF_PERMIT_ACCESS: u16 = 1;
+        let frame = u32::try_from(mfn.get()).map_err(|_| XenError::BadArgument {
+            op: "seed xenstore grant",
+            what: format!("MFN {:#x} does not fit a v1 grant entry", mfn.get()),
+        })?;
+        let map = self.dev.map_resource(
+            dom.get(),
+            XENMEM_RESOURCE_GRANT_TABLE,
+            GRANT_TABLE_ID_SHARED,
+            0,
+            1,
+        )?;
+        let off = GNTTAB_RESERVED_XENSTORE * 8;
+        // domid (0: xenstored runs in dom0) and frame first, flags last.
+        // SAFETY: the one grant-table frame is mapped read/write.
+        unsafe {
+            map.write_bytes(off + 2, &0u16.to_le_bytes());
+            map.write_bytes(off + 4, &frame.to_le_bytes());
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            map.write_bytes(off, &GTF_PERMIT_ACCESS.to_le_bytes());
+        }
+        Ok(())
+    }
+}
+
 enum ForeignIo<'a> {
     Read(&'a mut [u8]),
     Write(&'a [u8]),
@@ -805,6 +840,11 @@ impl Xen for Privcmd {
         self.xs()?.transaction_end(tx, commit)
     }
     fn xs_introduce(&mut self, dom: DomId, mfn: Mfn, port: Port) -> Result<(), XenError> {
+        // Xen 4.17's xenstored ignores the MFN and maps the ring through the guest's
+        // grant entry GNTTAB_RESERVED_XENSTORE; seed it as libxc's
+        // xc_dom_gnttab_seed does, so the trait's contract ("serve dom over its ring at
+        // mfn") holds. A failure here leaves the plain INTRODUCE to report.
+        let _ = self.seed_store_grant(dom, mfn);
         self.xs()?.introduce(dom, mfn, port)
     }
     fn xs_release(&mut self, dom: DomId) -> Result<(), XenError> {
