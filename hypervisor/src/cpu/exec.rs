@@ -420,10 +420,12 @@ fn run_page<B: Bus>(
             slot = page.decode_run(off, c.bus.code_bytes(cp.key));
         }
         let i = page.insn(slot);
-        c.next = rip.wrapping_add(u64::from(i.len));
+        // Handlers only read `c.next`: keep it in a register too.
+        let next = rip.wrapping_add(u64::from(i.len));
+        c.next = next;
         let flow = dispatch::exec(c, i);
         if flow == Flow::Next {
-            rip = c.next;
+            rip = next;
             c.retired += 1;
             if c.retired >= budget {
                 c.r.rip = rip;
