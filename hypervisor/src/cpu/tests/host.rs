@@ -672,6 +672,77 @@ fn bit_cases() -> Vec<Case> {
     v
 }
 
+/// Flag-only and register-only instructions not covered above: the flag instructions,
+/// lahf/sahf, the sign-extension family, movzx/movsx/movsxd and bextr.
+fn misc_cases() -> Vec<Case> {
+    vec![
+        case!("stc", |a| a.stc()),
+        case!("clc", |a| a.clc()),
+        case!("cmc", |a| a.cmc()),
+        case!("lahf", |a| a.lahf()),
+        case!("sahf", |a| a.sahf()),
+        case!("cbw", |a| a.cbw()),
+        case!("cwde", |a| a.cwde()),
+        case!("cdqe", |a| a.cdqe()),
+        case!("cwd", |a| a.cwd()),
+        case!("cdq", |a| a.cdq()),
+        case!("cqo", |a| a.cqo()),
+        case!("movzx esi, dil", |a| a.movzx(esi, dil)),
+        case!("movzx rsi, di", |a| a.movzx(rsi, di)),
+        case!("movzx si, ah", |a| a.movzx(si, ah)),
+        case!("movsx rsi, dil", |a| a.movsx(rsi, dil)),
+        case!("movsx esi, di", |a| a.movsx(esi, di)),
+        case!("movsx si, dil", |a| a.movsx(si, dil)),
+        case!("movsxd rsi, edi", |a| a.movsxd(rsi, edi)),
+        Case {
+            feature: Some("bmi1"),
+            ..case!(
+                "bextr rsi, rdi, r8",
+                |a| a.bextr(rsi, rdi, r8),
+                AF | PF | SF
+            )
+        },
+        Case {
+            feature: Some("bmi1"),
+            ..case!(
+                "bextr esi, edi, r8d",
+                |a| a.bextr(esi, edi, r8d),
+                AF | PF | SF
+            )
+        },
+    ]
+}
+
+/// The string instructions compared with the host (see `string_asm` for the assembler
+/// side; the interpreter runs each followed by `ud2`, so the run stops right after it).
+const STRING_OPS: [&str; 10] = [
+    "repe cmpsb",
+    "repe cmpsq",
+    "repne cmpsw",
+    "repne scasb",
+    "repe scasd",
+    "rep movsb",
+    "rep movsq",
+    "rep stosw",
+    "lodsb",
+    "cmpsd",
+];
+
+fn string_asm(op: usize) -> Assemble {
+    match op {
+        0 => |a| a.repe().cmpsb(),
+        1 => |a| a.repe().cmpsq(),
+        2 => |a| a.repne().cmpsw(),
+        3 => |a| a.repne().scasb(),
+        4 => |a| a.repe().scasd(),
+        5 => |a| a.rep().movsb(),
+        6 => |a| a.rep().movsq(),
+        7 => |a| a.rep().stosw(),
+        8 => |a| a.lodsb(),
+        _ => |a| a.cmpsd(),
+    }
+}
+
 fn cmpxchg_prep(s: &mut St) {
     // Half the time make the comparison succeed.
     if s.r9 & 1 == 0 {
@@ -924,6 +995,103 @@ proptest! {
     #[test]
     fn conditions_match_host(s in state()) {
         check(&cc_cases(), s)?;
+    }
+
+    #[test]
+    fn misc_flag_and_extension_ops_match_host(s in state()) {
+        check(&misc_cases(), s)?;
+    }
+
+    /// rep/repe/repne string instructions in both directions (DF), with buffers that
+    /// often agree for a while (so repe/repne stop at varying points): pointers, count,
+    /// accumulator, flags and both buffers must match the host.
+    #[test]
+    fn string_ops_match_host(
+        src in proptest::array::uniform32(0u64..4),
+        dst in proptest::array::uniform32(0u64..4),
+        count in 0u64..12,
+        acc in 0u64..4,
+        df in any::<bool>(),
+        flags in any::<u64>(),
+        op in 0usize..STRING_OPS.len(),
+    ) {
+        let flags = 0x202 | (flags & ARITH) | if df { crate::cpu::flags::DF } else { 0 };
+        // Words of 0..4 make equal bytes, words and qwords likely.
+        let spread = |w: u64| w.wrapping_mul(0x0101_0101_0101_0101);
+        let src: Vec<u64> = src.iter().map(|&w| spread(w)).collect();
+        let dst: Vec<u64> = dst.iter().map(|&w| spread(w)).collect();
+        let acc = spread(acc);
+        // Pointers start in the middle: 12 iterations of 8 bytes stay inside 256 bytes
+        // either way.
+        const MID: usize = 16;
+        let (mut ns, mut nd) = (src.clone(), dst.clone());
+        let (mut nrsi, mut nrdi, mut nrcx, mut nrax, mut nf) = (
+            ns.as_mut_ptr().wrapping_add(MID) as u64,
+            nd.as_mut_ptr().wrapping_add(MID) as u64,
+            count,
+            acc,
+            flags,
+        );
+        let (s0, d0) = (nrsi, nrdi);
+        macro_rules! native_str {
+            ($insn:literal) => {
+                // SAFETY: rsi/rdi point 128 bytes into 256-byte heap buffers owned by this
+                // function and at most 12 iterations of at most 8 bytes run, so every
+                // access stays inside them; `cld` restores the direction flag Rust
+                // requires clear, and the flag push/pop pairs are balanced.
+                unsafe {
+                    asm!("push {f}", "popfq", $insn, "pushfq", "pop {f}", "cld",
+                        f = inout(reg) nf, inout("rsi") nrsi, inout("rdi") nrdi,
+                        inout("rcx") nrcx, inout("rax") nrax)
+                }
+            };
+        }
+        match op {
+            0 => native_str!("repe cmpsb"),
+            1 => native_str!("repe cmpsq"),
+            2 => native_str!("repne cmpsw"),
+            3 => native_str!("repne scasb"),
+            4 => native_str!("repe scasd"),
+            5 => native_str!("rep movsb"),
+            6 => native_str!("rep movsq"),
+            7 => native_str!("rep stosw"),
+            8 => native_str!("lodsb"),
+            _ => native_str!("cmpsd"),
+        }
+        let code = {
+            let mut a = CodeAssembler::new(64).expect("assembler");
+            string_asm(op)(&mut a).expect("assemble");
+            a.ud2().expect("ud2");
+            a.assemble(0x1000).expect("encode")
+        };
+        let (sb, db) = (0x2000u64, 0x3000u64);
+        let mut mem = FlatMemory::new(4);
+        mem.load(0x1000, &code);
+        let bytes = |v: &[u64]| v.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+        mem.load(sb, &bytes(&src));
+        mem.load(db, &bytes(&dst));
+        let mut regs = Regs { rip: 0x1000, rflags: flags, ..Regs::default() };
+        regs.gpr[RSI] = sb + 8 * MID as u64;
+        regs.gpr[RDI] = db + 8 * MID as u64;
+        regs.gpr[RCX] = count;
+        regs.gpr[RAX] = acc;
+        let mut cache = DecodeCache::new();
+        let r = run(&mut regs, &mut mem, &mut cache, RunLimits { budget: 100, tsc: 0, tsc_aux: 0 });
+        let name = STRING_OPS[op];
+        prop_assert_eq!(r.exit, Exit::Exception(Fault::UD), "{} stops at the ud2", name);
+        prop_assert_eq!(regs.gpr[RSI].wrapping_sub(sb), nrsi.wrapping_sub(s0).wrapping_add(8 * MID as u64), "{} rsi", name);
+        prop_assert_eq!(regs.gpr[RDI].wrapping_sub(db), nrdi.wrapping_sub(d0).wrapping_add(8 * MID as u64), "{} rdi", name);
+        prop_assert_eq!(regs.gpr[RCX], nrcx, "{} rcx", name);
+        prop_assert_eq!(regs.gpr[RAX], nrax, "{} rax", name);
+        let df = crate::cpu::flags::DF;
+        prop_assert_eq!(
+            (flag_names(regs.rflags & ARITH), regs.rflags & df),
+            (flag_names(nf & ARITH), nf & df),
+            "{} flags", name
+        );
+        let got = |base: u64| (0..32).map(|k| mem.peek_u64(base + 8 * k)).collect::<Vec<u64>>();
+        prop_assert_eq!(got(sb), ns, "{} source buffer", name);
+        prop_assert_eq!(got(db), nd, "{} destination buffer", name);
     }
 
     /// bt/bts/btr/btc with a memory operand and a signed register bit offset, which may
