@@ -629,3 +629,207 @@ impl Model {
         }
     }
 }
+
+/// The interpreter on [`ModelBus`]: hardware paging rules, A/D bits and log-dirty
+/// through the guest's own page tables, and the bus's TLB never widening a permission.
+#[cfg(test)]
+mod bus_tests {
+    use iced_x86::code_asm::*;
+
+    use super::ModelBus;
+    use crate::cpu::{self, gpr, pf_error as pfe, DecodeCache, Exit, Fault, Regs, RunLimits};
+    use crate::model::testkit::MiniGuest;
+    use crate::model::{Model, ModelConfig};
+
+    const PAGES: usize = 8;
+    const P: u64 = 1;
+    const RW: u64 = 2;
+    const US: u64 = 4;
+    const ACCESSED: u64 = 1 << 5;
+    const DIRTY: u64 = 1 << 6;
+    const NX: u64 = 1 << 63;
+
+    fn setup() -> (Model, MiniGuest) {
+        let mut m = Model::new(ModelConfig {
+            machine_frames: 1024,
+        });
+        let g = MiniGuest::build(&mut m, PAGES).unwrap();
+        (m, g)
+    }
+
+    /// The L1 entry mapping data page `pfn` (the builder's L1 maps PFN i at slot i).
+    fn l1e(m: &Model, g: &MiniGuest, pfn: usize) -> u64 {
+        m.mem.pte(g.tables[3].get() as usize, pfn)
+    }
+
+    /// Rewrites the flags of that entry behind the type system's back (same frame, so
+    /// no reference changes).
+    fn set_l1e_flags(m: &mut Model, g: &MiniGuest, pfn: usize, flags: u64) {
+        let e = l1e(m, g, pfn) & 0x000f_ffff_ffff_f000;
+        m.mem.write_pte(g.tables[3].get() as usize, pfn, e | flags);
+    }
+
+    /// Runs `code` (assembled at PFN 0) in kernel or user mode through the bus; returns
+    /// the exit and the registers.
+    fn exec(
+        m: &mut Model,
+        g: &MiniGuest,
+        user: bool,
+        code: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+    ) -> (Exit, Regs) {
+        let mut a = CodeAssembler::new(64).unwrap();
+        code(&mut a).unwrap();
+        a.ud2().unwrap();
+        let bytes = a.assemble(g.va(0)).unwrap();
+        m.mem.guest_write(g.data[0], 0, &bytes).unwrap();
+        let mut regs = Regs {
+            rip: g.va(0),
+            rflags: 0x202,
+            ..Regs::default()
+        };
+        regs.gpr[gpr::RSP] = g.va(PAGES);
+        let mut cache = DecodeCache::new();
+        let mut bus = ModelBus::new(&mut m.mem, g.tables[0], user);
+        let r = cpu::run(
+            &mut regs,
+            &mut bus,
+            &mut cache,
+            RunLimits {
+                budget: 1000,
+                tsc: 0,
+                tsc_aux: 0,
+            },
+        );
+        (r.exit, regs)
+    }
+
+    fn pf(at: u64, code: u32) -> Exit {
+        Exit::Exception(Fault::pf(at, code))
+    }
+
+    #[test]
+    fn not_present_and_read_only_faults_carry_the_hardware_error_code() {
+        let (mut m, g) = setup();
+        let missing = g.va(PAGES + 40);
+        let (e, _) = exec(&mut m, &g, false, |a| a.mov(rax, qword_ptr(missing)));
+        assert_eq!(e, pf(missing, 0), "kernel read, not present");
+        let (e, _) = exec(&mut m, &g, true, |a| a.mov(qword_ptr(missing + 8), rax));
+        assert_eq!(e, pf(missing + 8, pfe::WRITE | pfe::USER), "user write");
+        // The page tables are mapped read-only right after the data pages.
+        let table = g.table_va(1);
+        let (e, r) = exec(&mut m, &g, false, |a| {
+            a.mov(rbx, qword_ptr(table))?; // reading is fine
+            a.mov(qword_ptr(table + 16), rbx)
+        });
+        assert_eq!(e, pf(table + 16, pfe::PRESENT | pfe::WRITE));
+        assert_eq!(r.gpr[gpr::RBX], l1e(&m, &g, 0), "the read saw the L1");
+        // A write straddling from the last data page into the read-only L4 faults at
+        // the read-only half and writes neither.
+        let l4 = g.table_va(4);
+        assert_eq!(l4, g.va(PAGES));
+        let before = m.mem.page(g.tables[0]).unwrap()[..4].to_vec();
+        let (e, _) = exec(&mut m, &g, false, |a| {
+            a.mov(rax, -1i64)?;
+            a.mov(qword_ptr(l4 - 4), rax)
+        });
+        assert_eq!(e, pf(l4, pfe::PRESENT | pfe::WRITE));
+        assert_eq!(m.mem.page(g.tables[0]).unwrap()[..4], before[..]);
+        assert_eq!(m.mem.page(g.data[PAGES - 1]).unwrap()[4092..], [0; 4]);
+    }
+
+    #[test]
+    fn pages_without_us_nx_and_reserved_bits() {
+        let (mut m, g) = setup();
+        // PFN 2: written without US. The kernel (ring 3, not guest user mode) may use it.
+        set_l1e_flags(&mut m, &g, 2, P | RW);
+        let sup = g.va(2);
+        let (e, _) = exec(&mut m, &g, false, |a| a.mov(qword_ptr(sup), rax));
+        assert_eq!(e, Exit::Exception(Fault::UD), "kernel store went through");
+        // Xen ORs _PAGE_USER into every entry of a 64-bit PV guest (adjust_guest_l1e),
+        // so guest user mode is not stopped by a missing US either: kernel and user are
+        // separated only by the user page-table root.
+        let (e, r) = exec(&mut m, &g, true, |a| a.mov(rax, qword_ptr(sup + 8)));
+        assert_eq!(e, Exit::Exception(Fault::UD), "user read went through");
+        assert_eq!(r.rip, g.va(0) + 10, "after the 10-byte load");
+        // PFN 3: NX. Data access is fine, a fetch faults at the branch target.
+        set_l1e_flags(&mut m, &g, 3, P | RW | US | NX);
+        let nx = g.va(3);
+        let (e, r) = exec(&mut m, &g, false, |a| {
+            a.mov(qword_ptr(nx), rax)?;
+            a.mov(rax, nx + 0x10)?;
+            a.jmp(rax)
+        });
+        assert_eq!(e, pf(nx + 0x10, pfe::PRESENT | pfe::FETCH));
+        assert_eq!(r.rip, nx + 0x10);
+        let (e, _) = exec(&mut m, &g, true, |a| {
+            a.mov(rax, nx)?;
+            a.call(rax)
+        });
+        assert_eq!(e, pf(nx, pfe::PRESENT | pfe::FETCH | pfe::USER));
+        // PFN 4: a reserved bit (51) in the leaf.
+        set_l1e_flags(&mut m, &g, 4, P | RW | US | 1 << 51);
+        let rsvd = g.va(4);
+        let (e, _) = exec(&mut m, &g, false, |a| a.mov(eax, dword_ptr(rsvd + 0x40)));
+        assert_eq!(e, pf(rsvd + 0x40, pfe::PRESENT | pfe::RSVD));
+    }
+
+    #[test]
+    fn accessed_and_dirty_bits_are_set_by_interpreted_accesses_and_logged() {
+        let (mut m, g) = setup();
+        for pfn in 2..4 {
+            set_l1e_flags(&mut m, &g, pfn, P | RW | US);
+        }
+        m.mem.logdirty_enable(g.dom).unwrap();
+        let mut pages = 64;
+        m.mem
+            .logdirty_clean(g.dom, None, &mut pages, false)
+            .unwrap();
+        // Read PFN 2 (A only), then write it in the same run: the cached read-only
+        // translation must not let the write skip D. Write PFN 3 only.
+        let (e, _) = exec(&mut m, &g, false, |a| {
+            a.mov(rax, qword_ptr(g.va(2)))?;
+            a.mov(qword_ptr(g.va(2) + 8), rax)?;
+            a.mov(dword_ptr(g.va(3)), 7i32)
+        });
+        assert_eq!(e, Exit::Exception(Fault::UD));
+        assert_eq!(l1e(&m, &g, 2) & (ACCESSED | DIRTY), ACCESSED | DIRTY);
+        assert_eq!(l1e(&m, &g, 3) & (ACCESSED | DIRTY), ACCESSED | DIRTY);
+        // A read alone sets A, not D.
+        set_l1e_flags(&mut m, &g, 5, P | RW | US);
+        let (_, _) = exec(&mut m, &g, false, |a| a.mov(rax, qword_ptr(g.va(5))));
+        assert_eq!(l1e(&m, &g, 5) & (ACCESSED | DIRTY), ACCESSED);
+        // Log-dirty saw the data stores (PFNs 0 code, 2, 3) and the A/D updates of the
+        // L1 (PFN PAGES + 3), but not PFN 5, only read.
+        let mut bm = [0u8; 2];
+        let mut pages = 16;
+        m.mem
+            .logdirty_peek(g.dom, Some(&mut bm), &mut pages)
+            .unwrap();
+        let bit = |p: usize| bm[p / 8] >> (p % 8) & 1 == 1;
+        assert!(bit(2) && bit(3), "stored pages are dirty: {bm:?}");
+        assert!(bit(PAGES + 3), "the L1's A/D updates are logged: {bm:?}");
+        assert!(!bit(5), "a page only read is clean: {bm:?}");
+        assert_eq!(m.mem.read_u64(g.data[3], 0).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_cached_translation_never_widens_permissions() {
+        let (mut m, g) = setup();
+        // Within one run: read a read-only page (cached), then write it; read a
+        // supervisor page in kernel mode, then fetch from an NX page after reading it.
+        let ro = g.table_va(2);
+        let (e, _) = exec(&mut m, &g, false, |a| {
+            a.mov(rax, qword_ptr(ro))?;
+            a.mov(qword_ptr(ro), rax)
+        });
+        assert_eq!(e, pf(ro, pfe::PRESENT | pfe::WRITE));
+        set_l1e_flags(&mut m, &g, 6, P | RW | US | NX);
+        let nx = g.va(6);
+        let (e, _) = exec(&mut m, &g, false, |a| {
+            a.mov(rax, qword_ptr(nx))?;
+            a.mov(rax, nx)?;
+            a.jmp(rax)
+        });
+        assert_eq!(e, pf(nx, pfe::PRESENT | pfe::FETCH));
+    }
+}
