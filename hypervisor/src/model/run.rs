@@ -392,7 +392,7 @@ impl Model {
             return HypercallOutcome::NoReturn;
         }
         let w = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        let (rax, r11, rcx, _flags, rip, cs, rflags, new_rsp, ss) =
+        let (rax, r11, rcx, flags, rip, cs, rflags, new_rsp, ss) =
             (w(0), w(1), w(2), w(3), w(4), w(5), w(6), w(7), w(8));
         if !crate::model::domctl::is_canonical(rip) || !crate::model::domctl::is_canonical(new_rsp)
         {
@@ -410,8 +410,12 @@ impl Model {
         }
         let v = &mut self.domains.get_mut(&dom).expect("domain").vcpus[vcpu.index()];
         v.regs.gpr[gpr::RAX] = rax;
-        v.regs.gpr[gpr::R11] = r11;
-        v.regs.gpr[gpr::RCX] = rcx;
+        // As Xen's do_iret: a frame flagged VGCF_in_syscall (a return from a system call,
+        // Linux's sysret path) leaves rcx and r11 as the hypercall's syscall left them.
+        if flags & crate::abi::vcpu::VGCF_IN_SYSCALL == 0 {
+            v.regs.gpr[gpr::R11] = r11;
+            v.regs.gpr[gpr::RCX] = rcx;
+        }
         v.regs.rip = rip;
         v.regs.cs = (cs as u16) | 3;
         v.regs.rflags = (rflags & RFLAGS_GUEST) | RFLAGS_IF | 2;

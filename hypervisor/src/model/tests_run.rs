@@ -140,6 +140,65 @@ fn exceptions_bounce_to_the_trap_table_and_iret_returns() {
 }
 
 #[test]
+fn iret_restores_rcx_r11_from_the_frame_unless_in_syscall() {
+    // Two iret frames built by hand, the first without flags, the second with
+    // VGCF_in_syscall; rcx/r11 hold 0x1111/0x2222 when the iret stub pushes them.
+    let (first, second) = (va(CODE_PFN) + 0x800, va(CODE_PFN) + 0x900);
+    let frame = |a: &mut CodeAssembler, flags: i32, target: u64| -> Result<(), IcedError> {
+        a.mov(rbx, rsp)?;
+        a.push(0xe02bi32)?; // ss (kernel, RPL 0: stay in kernel mode)
+        a.push(rbx)?; // rsp after the iret
+        a.pushfq()?;
+        a.push(0xe030i32)?; // cs
+        a.mov(rax, target)?;
+        a.push(rax)?;
+        a.push(flags)?;
+        a.mov(rcx, 0x1111u64)?;
+        a.mov(r11, 0x2222u64)?;
+        a.mov(rax, hcall_addr(hc::HYPERVISOR_IRET))?;
+        a.jmp(rax)
+    };
+    let mut m = Model::new(ModelConfig {
+        machine_frames: 4096,
+    });
+    let g = guest(&mut m, |a| {
+        a.mov(rsp, va(PAGES - 1) + 4096)?;
+        frame(a, 0, first)
+    });
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.mov(rbx, va(DATA_PFN)).unwrap();
+    a.mov(qword_ptr(rbx), rcx).unwrap();
+    a.mov(qword_ptr(rbx + 8), r11).unwrap();
+    frame(&mut a, crate::abi::vcpu::VGCF_IN_SYSCALL as i32, second).unwrap();
+    let code = a.assemble(first).unwrap();
+    m.mem.guest_write(g.data[CODE_PFN], 0x800, &code).unwrap();
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.mov(rbx, va(DATA_PFN)).unwrap();
+    a.mov(qword_ptr(rbx + 16), rcx).unwrap();
+    a.mov(qword_ptr(rbx + 24), r11).unwrap();
+    shutdown(&mut a, sch::SHUTDOWN_POWEROFF).unwrap();
+    let code = a.assemble(second).unwrap();
+    m.mem.guest_write(g.data[CODE_PFN], 0x900, &code).unwrap();
+    m.run(100_000);
+    assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF));
+    assert_eq!(data_u64(&m, &g, 0), 0x1111, "rcx from the frame");
+    assert_eq!(data_u64(&m, &g, 8), 0x2222, "r11 from the frame");
+    // In a syscall return they are what the stub's `syscall` left: rcx the address after
+    // it (push rcx; push r11; push rax; mov $23,%eax; syscall = 11 bytes), r11 rflags.
+    assert_eq!(
+        data_u64(&m, &g, 16),
+        hcall_addr(hc::HYPERVISOR_IRET) + 11,
+        "rcx left by syscall"
+    );
+    assert_ne!(data_u64(&m, &g, 24), 0x2222, "r11 not taken from the frame");
+    assert_eq!(
+        data_u64(&m, &g, 24) & 2,
+        2,
+        "r11 holds rflags (bit 1 always set)"
+    );
+}
+
+#[test]
 fn an_unhandled_exception_crashes_only_that_domain() {
     let mut m = Model::new(ModelConfig {
         machine_frames: 4096,
