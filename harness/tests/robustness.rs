@@ -175,11 +175,8 @@ fn mandatory_damage_is_refused() {
 }
 
 /// An unknown optional (bit 31) libxc record must be skipped (libxc's
-/// `process_record` ignores it; stream.md). Today restore refuses it ("UNKNOWN is not
-/// supported in a PV save stream"): a deviation of `toolstack::restore`, reported to
-/// its owner; run with `--ignored` to see it.
+/// `process_record` ignores it; stream.md): the guest restores as if it were absent.
 #[test]
-#[ignore = "restore refuses unknown optional records; the spec says skip them"]
 fn an_unknown_optional_record_is_skipped() {
     for s in streams() {
         let n = harness::corrupt::record_spans(s).unwrap().len() as u32;

@@ -450,6 +450,10 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
                 self.stream_complete()?;
                 self.complete = true;
             }
+            // An optional record (bit 31) of a type xi does not know: skipped, as libxc's
+            // restore skips optional records it has no handler for. (Unknown mandatory
+            // records never get here: the reader refuses them.)
+            LibxcRecord::Unknown { .. } => {}
             other => {
                 return Err(self.invalid(
                     None,
