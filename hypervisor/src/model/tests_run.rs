@@ -386,6 +386,81 @@ fn events_reach_a_blocked_guest_through_the_upcall() {
 }
 
 #[test]
+fn a_masked_vcpu_gets_no_upcall_until_it_unmasks() {
+    let mut m = Model::new(ModelConfig {
+        machine_frames: 4096,
+    });
+    let cb = va(3);
+    let g = guest(&mut m, |a| {
+        a.mov(rdi, cb)?;
+        a.mov(rsi, cb)?;
+        a.xor(edx, edx)?;
+        a.mov(rax, hcall_addr(hc::HYPERVISOR_SET_CALLBACKS))?;
+        a.call(rax)?;
+        // Masked: spin, counting, until the test sets DATA+48.
+        a.mov(rax, va(4))?;
+        a.mov(byte_ptr(rax + 1), 1i32)?;
+        a.mov(rbx, va(DATA_PFN))?;
+        let mut spin = a.create_label();
+        a.set_label(&mut spin)?;
+        a.inc(qword_ptr(rbx + 40))?;
+        a.cmp(qword_ptr(rbx + 48), 0)?;
+        a.je(spin)?;
+        // Unmask and spin until the callback has run.
+        a.mov(rax, va(4))?;
+        a.mov(byte_ptr(rax + 1), 0i32)?;
+        let mut wait = a.create_label();
+        a.set_label(&mut wait)?;
+        a.cmp(qword_ptr(rbx + 32), 0)?;
+        a.je(wait)?;
+        shutdown(a, sch::SHUTDOWN_POWEROFF)
+    });
+    // The callback counts and returns with the iret hypercall.
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.mov(rax, va(4)).unwrap();
+    a.mov(byte_ptr(rax), 0i32).unwrap();
+    a.mov(rax, va(DATA_PFN)).unwrap();
+    a.inc(qword_ptr(rax + 32)).unwrap();
+    a.pop(rcx).unwrap();
+    a.pop(r11).unwrap();
+    a.push(0).unwrap();
+    a.mov(rax, hcall_addr(hc::HYPERVISOR_IRET)).unwrap();
+    a.jmp(rax).unwrap();
+    m.mem
+        .guest_write(g.data[3], 0, &a.assemble(cb).unwrap())
+        .unwrap();
+    let shared = m.domain(g.dom).unwrap().shared_info;
+    let req = crate::abi::mm::MmuUpdate {
+        ptr: g.l1e_maddr(4),
+        val: shared.to_addr() | 7,
+    };
+    let mut done = 0;
+    let fd = u32::from(g.dom.get()) | ((u32::from(g.dom.get()) + 1) << 16);
+    m.mem
+        .mmu_update(DomId::DOM0, true, &[req], fd, &mut done)
+        .unwrap();
+    let p = m.evtchn_bind_unbound_port(g.dom).unwrap();
+    let local = m.evtchn_bind_interdomain(g.dom, DomId::DOM0, p).unwrap();
+    crate::model::tests::clear_pending(&mut m, g.dom, local);
+    m.run(50_000);
+    m.evtchn_notify(p).unwrap();
+    m.run(500_000);
+    assert!(data_u64(&m, &g, 40) > 10_000, "the guest kept running");
+    assert_eq!(data_u64(&m, &g, 32), 0, "no upcall while masked");
+    assert_eq!(
+        m.mem.page(shared).unwrap()[0],
+        1,
+        "but upcall_pending is set"
+    );
+    m.mem
+        .guest_write(g.data[DATA_PFN], 48, &1u64.to_le_bytes())
+        .unwrap();
+    m.run(500_000);
+    assert_eq!(data_u64(&m, &g, 32), 1, "delivered once unmasked");
+    assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF));
+}
+
+#[test]
 fn user_mode_system_calls_enter_the_kernel_syscall_callback() {
     let mut m = Model::new(ModelConfig {
         machine_frames: 4096,
