@@ -280,6 +280,66 @@ fn blocked_guest_wakes_on_its_timer() {
 }
 
 #[test]
+fn rdtsc_and_vcpu_time_info_agree() {
+    // The guest converts its TSC to ns with the pvclock formula over vcpu_info[0].time
+    // (offset 32 of shared_info, mapped at PFN 4), as a Linux PV guest does; at 1 GHz the
+    // result must equal the TSC itself.
+    let mut m = Model::new(ModelConfig {
+        machine_frames: 4096,
+    });
+    let g = guest(&mut m, |a| {
+        a.mov(ecx, 5000u32)?;
+        let mut l = a.create_label();
+        a.set_label(&mut l)?;
+        a.loop_(l)?;
+        a.rdtsc()?;
+        a.shl(rdx, 32)?;
+        a.or(rax, rdx)?;
+        a.mov(r8, rax)?;
+        a.mov(rsi, va(4) + 32)?;
+        a.mov(rdx, r8)?;
+        a.sub(rdx, qword_ptr(rsi + 8))?; // - tsc_timestamp
+        a.movsx(ecx, byte_ptr(rsi + 28))?; // tsc_shift (>= 0 here)
+        a.shl(rdx, cl)?;
+        a.mov(eax, dword_ptr(rsi + 24))?; // tsc_to_system_mul
+        a.mul(rdx)?;
+        a.shrd(rax, rdx, 32)?;
+        a.add(rax, qword_ptr(rsi + 16))?; // + system_time
+        a.mov(rbx, va(DATA_PFN))?;
+        a.mov(qword_ptr(rbx), rax)?;
+        a.mov(qword_ptr(rbx + 8), r8)?;
+        a.mov(eax, dword_ptr(rsi))?;
+        a.mov(qword_ptr(rbx + 16), rax)?;
+        shutdown(a, sch::SHUTDOWN_POWEROFF)
+    });
+    let shared = m.domain(g.dom).unwrap().shared_info;
+    let req = crate::abi::mm::MmuUpdate {
+        ptr: g.l1e_maddr(4),
+        val: shared.to_addr() | 7,
+    };
+    let mut done = 0;
+    let fd = u32::from(g.dom.get()) | ((u32::from(g.dom.get()) + 1) << 16);
+    m.mem
+        .mmu_update(DomId::DOM0, true, &[req], fd, &mut done)
+        .unwrap();
+    m.run(100_000);
+    assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF));
+    let (ns, tsc, version) = (
+        data_u64(&m, &g, 0),
+        data_u64(&m, &g, 8),
+        data_u64(&m, &g, 16),
+    );
+    assert!(tsc >= 5000, "the loop took 5000 instructions: tsc {tsc}");
+    assert!(
+        tsc <= m.now_ns(),
+        "tsc {tsc} ahead of virtual time {}",
+        m.now_ns()
+    );
+    assert_eq!(ns, tsc, "pvclock time equals the 1 GHz TSC");
+    assert_eq!(version % 2, 0, "the guest never sees an update in progress");
+}
+
+#[test]
 fn scheduling_is_deterministic() {
     fn scenario() -> (Vec<u8>, Vec<u8>, u64) {
         let mut m = Model::new(ModelConfig {
