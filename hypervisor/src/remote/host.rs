@@ -396,8 +396,10 @@ mod tests {
         let mut c = RemoteXen::connect(&path).unwrap();
         let first = counter(&mut c, g);
         let mut later = first;
-        for _ in 0..2000 {
-            std::thread::sleep(Duration::from_millis(2));
+        // Silent for much longer than `quiet` + the read timeout's granularity (socket
+        // timeouts are rounded to the kernel's tick), so the daemon notices the quiet.
+        for _ in 0..500 {
+            std::thread::sleep(Duration::from_millis(20));
             later = counter(&mut c, g);
             if later > first {
                 break;
