@@ -839,3 +839,104 @@ fn write_vcpu<X: Xen + ?Sized, W: Write>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod normalise_tests {
+    use super::*;
+
+    /// A guest with PFNs 0..4 in MFNs 100..104 (M2P agreeing), MFN 7 someone else's.
+    fn ctx_parts() -> (M2p, P2m) {
+        let mut table = vec![u64::MAX; 200];
+        for pfn in 0..4u64 {
+            table[100 + pfn as usize] = pfn;
+        }
+        let m2p = M2p::from_table(table);
+        let p2m = P2m {
+            dom: DomId::new(3),
+            entries: (100..104).map(Mfn::new).collect(),
+            frames: vec![],
+            linear: false,
+        };
+        (m2p, p2m)
+    }
+
+    fn page(entries: &[(usize, u64)]) -> Vec<u8> {
+        let mut p = vec![0u8; PAGE_SIZE];
+        for &(i, e) in entries {
+            p[i * 8..i * 8 + 8].copy_from_slice(&e.to_le_bytes());
+        }
+        p
+    }
+
+    fn entry(p: &[u8], i: usize) -> u64 {
+        u64::from_le_bytes(p[i * 8..i * 8 + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn entries_become_pfns_and_xen_slots_are_zeroed() {
+        let (m2p, p2m) = ctx_parts();
+        let ctx = Ctx {
+            dom: DomId::new(3),
+            m2p: &m2p,
+            p2m: &p2m,
+        };
+        let nx = 1u64 << 63;
+        let mut p = page(&[
+            (0, (102 << 12) | 0x67 | nx),
+            (1, 101 << 12), // not present: left as it is
+            (256, (7 << 12) | 1),
+            (271, (7 << 12) | 1),
+            (272, (103 << 12) | 3),
+        ]);
+        normalise(&ctx, 2, 4, &mut p).unwrap();
+        assert_eq!(
+            entry(&p, 0),
+            (2 << 12) | 0x67 | nx,
+            "MFN 102 is PFN 2, flags kept"
+        );
+        assert_eq!(entry(&p, 1), 101 << 12);
+        assert_eq!(entry(&p, 256), 0, "Xen's first L4 slot");
+        assert_eq!(entry(&p, 271), 0, "Xen's last L4 slot");
+        assert_eq!(entry(&p, 272), (3 << 12) | 3);
+    }
+
+    #[test]
+    fn a_superpage_or_a_frame_outside_the_guest_names_the_table_and_entry() {
+        let (m2p, p2m) = ctx_parts();
+        let ctx = Ctx {
+            dom: DomId::new(3),
+            m2p: &m2p,
+            p2m: &p2m,
+        };
+        let mut p = page(&[(5, (100 << 12) | PTE_PSE | 1)]);
+        match normalise(&ctx, 1, 2, &mut p) {
+            Err(SaveError::Superpage {
+                pfn: 1,
+                level: 2,
+                index: 5,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // In an L1, bit 7 is PAT, not PSE: a normal entry.
+        let mut p = page(&[(5, (100 << 12) | PTE_PSE | 1)]);
+        normalise(&ctx, 1, 1, &mut p).unwrap();
+        // An MMIO/foreign frame (no M2P entry for this guest).
+        let mut p = page(&[(9, (7 << 12) | 1)]);
+        let e = normalise(&ctx, 0, 1, &mut p).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SaveError::ForeignPte {
+                    pfn: 0,
+                    level: 1,
+                    index: 9,
+                    mfn: 7,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("d3"), "names the domain: {e}");
+    }
+}
