@@ -53,6 +53,23 @@ fn shutdown(a: &mut CodeAssembler, reason: u32) -> Result<(), IcedError> {
     a.ud2()
 }
 
+/// Maps the guest's shared_info at PFN 4's slot (as a guest's fixmap would), through the
+/// toolstack's `mmu_update` on the guest's L1; returns its MFN.
+fn map_shared_info(m: &mut Model, g: &MiniGuest) -> crate::types::Mfn {
+    let shared = m.domain(g.dom).unwrap().shared_info;
+    let req = crate::abi::mm::MmuUpdate {
+        ptr: g.l1e_maddr(4),
+        val: shared.to_addr() | 7,
+    };
+    let mut done = 0;
+    // foreigndom: data owner in bits 15:0, page-table owner + 1 in bits 31:16.
+    let fd = u32::from(g.dom.get()) | ((u32::from(g.dom.get()) + 1) << 16);
+    m.mem
+        .mmu_update(DomId::DOM0, true, &[req], fd, &mut done)
+        .unwrap();
+    shared
+}
+
 fn data_u64(m: &Model, g: &MiniGuest, off: usize) -> u64 {
     let p = m.mem.page(g.data[DATA_PFN]).unwrap();
     u64::from_le_bytes(p[off..off + 8].try_into().unwrap())
@@ -312,16 +329,7 @@ fn rdtsc_and_vcpu_time_info_agree() {
         a.mov(qword_ptr(rbx + 16), rax)?;
         shutdown(a, sch::SHUTDOWN_POWEROFF)
     });
-    let shared = m.domain(g.dom).unwrap().shared_info;
-    let req = crate::abi::mm::MmuUpdate {
-        ptr: g.l1e_maddr(4),
-        val: shared.to_addr() | 7,
-    };
-    let mut done = 0;
-    let fd = u32::from(g.dom.get()) | ((u32::from(g.dom.get()) + 1) << 16);
-    m.mem
-        .mmu_update(DomId::DOM0, true, &[req], fd, &mut done)
-        .unwrap();
+    map_shared_info(&mut m, &g);
     m.run(100_000);
     assert_eq!(shutdown_reason(&m, &g), Some(sch::SHUTDOWN_POWEROFF));
     let (ns, tsc, version) = (
@@ -420,18 +428,7 @@ fn events_reach_a_blocked_guest_through_the_upcall() {
     m.mem
         .guest_write(g.data[3], 0, &a.assemble(cb).unwrap())
         .unwrap();
-    // Map shared_info at PFN 4's slot (as a guest's fixmap would).
-    let shared = m.domain(g.dom).unwrap().shared_info;
-    let req = crate::abi::mm::MmuUpdate {
-        ptr: g.l1e_maddr(4),
-        val: shared.to_addr() | 7,
-    };
-    let mut done = 0;
-    // foreigndom: data owner in bits 15:0, page-table owner + 1 in bits 31:16.
-    let fd = u32::from(g.dom.get()) | ((u32::from(g.dom.get()) + 1) << 16);
-    m.mem
-        .mmu_update(DomId::DOM0, true, &[req], fd, &mut done)
-        .unwrap();
+    map_shared_info(&mut m, &g);
     // A channel from the toolstack.
     let p = m.evtchn_bind_unbound_port(g.dom).unwrap();
     let local = m.evtchn_bind_interdomain(g.dom, DomId::DOM0, p).unwrap();
@@ -489,16 +486,7 @@ fn a_masked_vcpu_gets_no_upcall_until_it_unmasks() {
     m.mem
         .guest_write(g.data[3], 0, &a.assemble(cb).unwrap())
         .unwrap();
-    let shared = m.domain(g.dom).unwrap().shared_info;
-    let req = crate::abi::mm::MmuUpdate {
-        ptr: g.l1e_maddr(4),
-        val: shared.to_addr() | 7,
-    };
-    let mut done = 0;
-    let fd = u32::from(g.dom.get()) | ((u32::from(g.dom.get()) + 1) << 16);
-    m.mem
-        .mmu_update(DomId::DOM0, true, &[req], fd, &mut done)
-        .unwrap();
+    let shared = map_shared_info(&mut m, &g);
     let p = m.evtchn_bind_unbound_port(g.dom).unwrap();
     let local = m.evtchn_bind_interdomain(g.dom, DomId::DOM0, p).unwrap();
     crate::model::tests::clear_pending(&mut m, g.dom, local);
