@@ -26,6 +26,15 @@ pub enum Corruption {
         /// The first record.
         index: u32,
     },
+    /// Take a record out and put it back in front of record `to` (both counted in the
+    /// original stream; `to` may also be one past the last record, i.e. the end): a
+    /// reorder over any distance.
+    MoveRecord {
+        /// The record moved.
+        from: u32,
+        /// The record it is put in front of (modulo the record count plus one).
+        to: u32,
+    },
     /// Write a record twice in a row.
     DuplicateRecord {
         /// The record.
@@ -86,14 +95,50 @@ pub fn record_spans(stream: &[u8]) -> Result<Vec<RecordSpan>, String> {
         .collect())
 }
 
+/// The offset just after the last record (where the moved record goes for "the end").
+fn a_end_of(spans: &[RecordSpan]) -> usize {
+    spans.last().map_or(0, |s| s.offset + s.len)
+}
+
 fn le32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
 impl Corruption {
+    /// The name of every kind, in declaration order (what [`Corruption::kind`] returns).
+    pub const KINDS: [&'static str; 9] = [
+        "truncate",
+        "flip-bit",
+        "swap-records",
+        "move-record",
+        "duplicate-record",
+        "drop-record",
+        "insert-unknown",
+        "inflate-length",
+        "inflate-count",
+    ];
+
+    /// The kind of corruption, as a short name (one of [`Corruption::KINDS`]), for
+    /// reports that tally outcomes by kind.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Corruption::Truncate { .. } => "truncate",
+            Corruption::FlipBit { .. } => "flip-bit",
+            Corruption::SwapRecords { .. } => "swap-records",
+            Corruption::MoveRecord { .. } => "move-record",
+            Corruption::DuplicateRecord { .. } => "duplicate-record",
+            Corruption::DropRecord { .. } => "drop-record",
+            Corruption::InsertUnknown { .. } => "insert-unknown",
+            Corruption::InflateLength { .. } => "inflate-length",
+            Corruption::InflateCount { .. } => "inflate-count",
+        }
+    }
+
     /// `stream` with this corruption applied; `None` if `stream` is empty or not a
     /// valid stream (record corruptions need its records) or the corruption is
-    /// impossible (swapping the last record with nothing).
+    /// impossible or no change (swapping the last record with nothing, moving a record
+    /// to where it already is).
     #[must_use]
     pub fn apply(&self, stream: &[u8]) -> Option<Vec<u8>> {
         if stream.is_empty() {
@@ -125,6 +170,28 @@ impl Corruption {
                 v.extend_from_slice(bytes(b));
                 v.extend_from_slice(bytes(a));
                 v.extend_from_slice(&stream[b.offset + b.len..]);
+            }
+            Corruption::MoveRecord { from, to } => {
+                let n = spans.len();
+                let (from, to) = (from as usize % n, to as usize % (n + 1));
+                if to == from || to == from + 1 {
+                    return None;
+                }
+                let a = spans[from];
+                let dest = spans.get(to).map_or(a_end_of(&spans), |s| s.offset);
+                let (c0, c1) = (a.offset, a.offset + a.len);
+                // Bytes lo..hi of the stream without the moved record.
+                let without = |v: &mut Vec<u8>, lo: usize, hi: usize| {
+                    if lo < c0 {
+                        v.extend_from_slice(&stream[lo..hi.min(c0)]);
+                    }
+                    if hi > c1 {
+                        v.extend_from_slice(&stream[lo.max(c1)..hi]);
+                    }
+                };
+                without(&mut v, 0, dest);
+                v.extend_from_slice(bytes(a));
+                without(&mut v, dest, stream.len());
             }
             Corruption::DuplicateRecord { index } => {
                 let a = pick(index);
