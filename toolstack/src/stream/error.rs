@@ -234,6 +234,18 @@ pub enum StreamError {
         /// How many bytes of the current field were missing.
         needed: u64,
     },
+    /// The stream ended inside the contents of a PAGE_DATA page.
+    #[error("{at}: stream truncated in the data of pfn {pfn:#x} (entry {index}): {needed} more byte(s) needed")]
+    PageDataTruncated {
+        /// The PAGE_DATA record.
+        at: Where,
+        /// The entry whose page was cut short.
+        index: u32,
+        /// Its pfn.
+        pfn: u64,
+        /// Bytes of the record's page data still missing.
+        needed: u64,
+    },
     /// Reading or writing failed.
     #[error("{at}: I/O error")]
     Io {
@@ -573,6 +585,7 @@ impl StreamError {
     pub fn at(&self) -> Where {
         match self {
             StreamError::Truncated { at, .. }
+            | StreamError::PageDataTruncated { at, .. }
             | StreamError::Io { at, .. }
             | StreamError::XlBadMagic { at, .. }
             | StreamError::XlByteOrder { at, .. }

@@ -533,7 +533,30 @@ fn read_page_data<R: Read>(
             rule: LengthRule::Exactly(expected),
         });
     }
-    let data = src.read_vec(with_data * PAGE_SIZE, PAGE_DATA_MAX_BYTES, at)?;
+    let total = with_data * PAGE_SIZE;
+    let data = src
+        .read_vec(total, PAGE_DATA_MAX_BYTES, at)
+        .map_err(|e| match e {
+            // Name the page that was cut: the one whose bytes ran out.
+            StreamError::Truncated { at, needed } => {
+                let page = (total as u64 - needed) / PAGE_SIZE as u64;
+                let cut = entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.ty.has_data())
+                    .nth(page as usize);
+                match cut {
+                    Some((index, entry)) => StreamError::PageDataTruncated {
+                        at,
+                        index: index as u32,
+                        pfn: entry.pfn.get(),
+                        needed,
+                    },
+                    None => StreamError::Truncated { at, needed },
+                }
+            }
+            e => e,
+        })?;
     Ok(PageData { entries, data })
 }
 

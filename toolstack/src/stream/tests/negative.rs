@@ -1044,16 +1044,80 @@ fn reader_stops_after_an_error() {
 #[test]
 fn truncation_at_every_byte() {
     let bytes = minimal_bytes();
+    // The page data of PAGE_DATA's one data-carrying entry (pfn 0, entry 0): the bytes
+    // after the record header, count/reserved and two pfn entries.
+    let pages = offset_of(PAGES) as usize + 8 + 8 + 16;
     for cut in 0..bytes.len() {
         match read_items(&bytes[..cut]) {
             Err(StreamError::Truncated { at, needed }) => {
                 assert!(needed > 0);
                 assert!(at.offset <= cut as u64, "cut {cut}: {at}");
+                assert!(
+                    !(pages..pages + PAGE_SIZE).contains(&cut),
+                    "cut {cut} in page data: {at}"
+                );
+            }
+            Err(StreamError::PageDataTruncated {
+                at,
+                index,
+                pfn,
+                needed,
+            }) => {
+                assert!((pages..pages + PAGE_SIZE).contains(&cut), "cut {cut}");
+                assert_eq!((index, pfn), (0, 0), "cut {cut}");
+                assert_eq!(needed, (pages + PAGE_SIZE - cut) as u64, "cut {cut}");
+                assert_eq!(at.offset, offset_of(PAGES), "cut {cut}");
             }
             other => panic!("cut at {cut}: expected Truncated, got {other:?}"),
         }
     }
     assert!(read_items(&bytes).is_ok());
+}
+
+#[test]
+fn truncation_in_page_data_names_the_pfn() {
+    // Three pages with data (pfns 7, 9, 3) around an XTAB entry: a cut in the second
+    // page's bytes names pfn 9, entry 2.
+    let mut items = minimal_stream();
+    items[P2M] = Item::Libxc(LibxcRecord::X86PvP2mFrames(X86PvP2mFrames {
+        start_pfn: 0,
+        end_pfn: 15,
+        frames: vec![Pfn::new(1)],
+    }));
+    items[PAGES] = Item::Libxc(LibxcRecord::PageData(PageData {
+        entries: vec![
+            PageDataEntry::new(Pfn::new(7), PageType::NoTab),
+            PageDataEntry::new(Pfn::new(8), PageType::XTab),
+            PageDataEntry::new(Pfn::new(9), PageType::L1Tab),
+            PageDataEntry::new(Pfn::new(3), PageType::NoTab),
+        ],
+        data: vec![0; 3 * PAGE_SIZE],
+    }));
+    let bytes = write_items(&items);
+    let data = offset_of(PAGES) as usize + 16 + 4 * 8;
+    let cut = data + PAGE_SIZE + 100;
+    let e = read_err(&bytes[..cut]);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "libxc PAGE_DATA record at offset {:#x}: stream truncated in the data of pfn 0x9 \
+             (entry 2): {} more byte(s) needed",
+            offset_of(PAGES),
+            2 * PAGE_SIZE - 100
+        )
+    );
+    let e = read_err(&bytes[..data + 2 * PAGE_SIZE]);
+    assert!(
+        matches!(
+            e,
+            StreamError::PageDataTruncated {
+                index: 3,
+                pfn: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
