@@ -96,9 +96,17 @@ pub enum TraceError {
         /// What is wrong.
         what: &'static str,
     },
-    /// The body does not decode as a trace.
-    #[error("trace body does not decode: {0}")]
-    Decode(String),
+    /// The body does not decode as a trace (a truncated or corrupt file).
+    #[error("trace does not decode at byte {offset} ({part}): {what}")]
+    Decode {
+        /// Offset in the file of the start of the part that does not decode (for a
+        /// byte inside a zero run, the run's marker).
+        offset: usize,
+        /// What was being decoded: `header`, `call count` or `entry #N`.
+        part: String,
+        /// The decoder's complaint.
+        what: String,
+    },
 }
 
 /// Largest unpacked body accepted (guards against a hostile zero-run length).
@@ -177,6 +185,40 @@ fn unpack_zero_runs(data: &[u8], base: usize) -> Result<Vec<u8>, TraceError> {
     Ok(out)
 }
 
+/// The offset in `packed` of the byte that unpacks to position `pos` (for a position
+/// inside a zero run, the run's marker; `packed.len()` past the end).
+fn packed_offset(packed: &[u8], pos: usize) -> usize {
+    let mut unpacked = 0usize;
+    let mut i = 0;
+    while i < packed.len() {
+        if unpacked >= pos {
+            return i;
+        }
+        let at = i;
+        i += 1;
+        if packed[at] != 0 {
+            unpacked += 1;
+            continue;
+        }
+        let mut n: u64 = 0;
+        let mut shift = 0;
+        while let Some(&c) = packed.get(i) {
+            i += 1;
+            n |= u64::from(c & 0x7f).checked_shl(shift).unwrap_or(0);
+            shift += 7;
+            if c & 0x80 == 0 {
+                break;
+            }
+        }
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        if pos < unpacked.saturating_add(n) {
+            return at;
+        }
+        unpacked = unpacked.saturating_add(n);
+    }
+    packed.len()
+}
+
 impl Trace {
     /// An empty trace.
     #[must_use]
@@ -215,15 +257,40 @@ impl Trace {
         if found != TRACE_VERSION {
             return Err(TraceError::Version { found });
         }
-        let body = unpack_zero_runs(&bytes[12..], 12)?;
-        let t: Trace =
-            postcard::from_bytes(&body).map_err(|e| TraceError::Decode(e.to_string()))?;
-        if t.header.version != TRACE_VERSION {
+        let packed = &bytes[12..];
+        let body = unpack_zero_runs(packed, 12)?;
+        // Decoded part by part (the postcard form of `Trace`: the header, the entry
+        // count, the entries) so that an error names where in the file it is.
+        let fail = |rest: &[u8], part: String, e: postcard::Error| TraceError::Decode {
+            offset: 12 + packed_offset(packed, body.len() - rest.len()),
+            part,
+            what: e.to_string(),
+        };
+        let (header, rest) = postcard::take_from_bytes::<TraceHeader>(&body)
+            .map_err(|e| fail(&body, "header".into(), e))?;
+        if header.version != TRACE_VERSION {
             return Err(TraceError::Version {
-                found: t.header.version,
+                found: header.version,
             });
         }
-        Ok(t)
+        let (count, mut rest) = postcard::take_from_bytes::<u64>(rest)
+            .map_err(|e| fail(rest, "call count".into(), e))?;
+        // No allocation from the (untrusted) count: entries are pushed as they decode.
+        let mut entries = Vec::new();
+        for i in 0..count {
+            let (entry, r) = postcard::take_from_bytes::<TraceEntry>(rest)
+                .map_err(|e| fail(rest, format!("entry #{i} of {count}"), e))?;
+            entries.push(entry);
+            rest = r;
+        }
+        if !rest.is_empty() {
+            return Err(TraceError::Decode {
+                offset: 12 + packed_offset(packed, body.len() - rest.len()),
+                part: format!("after entry #{}", count.saturating_sub(1)),
+                what: format!("{} bytes after the last entry", rest.len()),
+            });
+        }
+        Ok(Trace { header, entries })
     }
 
     /// The readable form: the header, then one line per call, `#index call -> reply`.
@@ -1812,6 +1879,56 @@ mod tests {
         for cut in 12..bytes.len() {
             assert!(Trace::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_naming_where() {
+        let (_, a) = recorded();
+        let bytes = a.to_bytes();
+        // Every truncation names a place at or before the cut (never past the data).
+        for cut in 12..bytes.len() {
+            match Trace::from_bytes(&bytes[..cut]) {
+                Err(TraceError::Decode { offset, .. } | TraceError::Packing { offset, .. }) => {
+                    assert!(offset <= cut, "cut at {cut}: offset {offset}");
+                }
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+        }
+        // Cut inside the last entry: that entry is named.
+        let last = a.entries.len() - 1;
+        let e = (12..bytes.len())
+            .rev()
+            .map(|cut| Trace::from_bytes(&bytes[..cut]).unwrap_err())
+            .find(|e| matches!(e, TraceError::Decode { .. }))
+            .unwrap();
+        assert!(
+            matches!(&e, TraceError::Decode { part, .. } if *part == format!("entry #{last} of {}", last + 1)),
+            "{e}"
+        );
+        // Bytes after the last entry: the error is at the original end of the file.
+        let mut long = bytes.clone();
+        long.extend_from_slice(&[7, 7, 7]);
+        match Trace::from_bytes(&long) {
+            Err(TraceError::Decode { offset, .. }) => assert_eq!(offset, bytes.len()),
+            other => panic!("{other:?}"),
+        }
+        // A header that is not one: at the body's first byte.
+        let mut bad = bytes[..12].to_vec();
+        bad.extend_from_slice(&[0xff; 4]);
+        match Trace::from_bytes(&bad) {
+            Err(TraceError::Decode { offset, part, .. }) => {
+                assert_eq!((offset, part.as_str()), (12, "header"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The mapping from unpacked positions to file offsets through zero runs.
+        let packed = [5, 0, 3, 6]; // 5, 0, 0, 0, 6
+        assert_eq!(
+            (0..=5)
+                .map(|p| packed_offset(&packed, p))
+                .collect::<Vec<_>>(),
+            [0, 1, 1, 1, 3, 4]
+        );
     }
 
     #[test]

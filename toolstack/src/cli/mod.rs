@@ -13,6 +13,11 @@
 //! | `xi inspect [--json] <file>`, `xi verify <file>` | a save file's records; its structural check |
 //! | `xi demo` | a whole save/restore round trip on the embedded model, checked by the guest's oracle |
 //! | `xi host serve [--socket P]`, `xi host stop` | a model host daemon ([`hypervisor::remote::host`]) |
+//! | `xi trace dump [--counts] <file>` | a trace recorded with `--record`, one line per call |
+//!
+//! `xi --record FILE <command>` records every hypervisor call the command makes to
+//! `FILE`, and `xi --replay FILE <command>` runs the command against such a recording
+//! (see [`trace`]).
 //!
 //! `<domain>` is a domain id or a name. Commands act on the host at `--host PATH` (or
 //! `$XI_HOST`), a daemon started with `xi host serve`; without one they act on a fresh
@@ -30,6 +35,7 @@
 pub mod demo;
 pub mod domains;
 pub mod progress;
+pub mod trace;
 
 use std::fs::File;
 use std::io::{BufReader, Write};
@@ -73,6 +79,16 @@ pub struct Cli {
     /// No progress bars or summaries on stderr (errors are still reported).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Record every hypervisor call the command makes, with its result, to this trace
+    /// file (written when the command ends, also when it fails; `xi trace dump` reads
+    /// it). E.g. `xi --backend hw --record save.xitrace save dom f.xl` on a dom0.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub record: Option<PathBuf>,
+    /// Run the command against a trace recorded with --record instead of a hypervisor
+    /// (--backend and --host are ignored); exit status 1 at the first call that differs
+    /// from the recorded one.
+    #[arg(long, value_name = "FILE", global = true, conflicts_with = "record")]
+    pub replay: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -171,6 +187,26 @@ pub enum Command {
         #[command(subcommand)]
         cmd: HostCmd,
     },
+    /// Traces recorded with `xi --record FILE <command>`.
+    Trace {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: TraceCmd,
+    },
+}
+
+/// `xi trace …`.
+#[derive(Debug, Subcommand)]
+pub enum TraceCmd {
+    /// Print a trace: its header, then one line per call with its result (buffers
+    /// longer than 16 bytes as their length and FNV-1a digest).
+    Dump {
+        /// The trace file.
+        file: PathBuf,
+        /// Print how many times each call was made instead.
+        #[arg(long)]
+        counts: bool,
+    },
 }
 
 /// `xi host …`.
@@ -206,12 +242,36 @@ pub enum HostCmd {
 #[must_use]
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.record.is_some() || cli.replay.is_some() {
+        if let Some(what) = without_a_host(&cli.command) {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("--record and --replay apply to commands that act on a host, not to `xi {what}`"),
+                )
+                .exit();
+        }
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xi: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The name of a command that makes no hypervisor calls of its own through the
+/// selected backend (so `--record`/`--replay` do not apply), or `None`.
+fn without_a_host(cmd: &Command) -> Option<&'static str> {
+    match cmd {
+        Command::Demo(_) => Some("demo"),
+        Command::Inspect { .. } => Some("inspect"),
+        Command::Verify { .. } => Some("verify"),
+        Command::Host { .. } => Some("host"),
+        Command::Trace { .. } => Some("trace"),
+        _ => None,
     }
 }
 
@@ -224,6 +284,9 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { file, json } => inspect(&file, json),
         Command::Verify { file } => verify(&file),
+        Command::Trace {
+            cmd: TraceCmd::Dump { file, counts },
+        } => trace::dump(&file, counts, &mut std::io::stdout().lock()),
         Command::Demo(args) => {
             let mut out = std::io::stdout().lock();
             if demo::run(&args, &mut out)?.passed {
@@ -258,13 +321,27 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         cmd => {
+            if let Some(path) = &cli.replay {
+                return trace::replay(path, quiet, |x| on_host(x, cmd, quiet));
+            }
             if cli.host.is_none() && cli.backend == Backend::Model && !quiet {
                 eprintln!(
                     "xi: note: no --host (or XI_HOST): acting on a fresh in-process model host that ends with this command; start a lasting one with `xi host serve`"
                 );
             }
             let mut x = open_backend(cli.backend, cli.host.as_deref())?;
-            on_host(x.as_mut(), cmd, quiet)
+            match &cli.record {
+                None => on_host(x.as_mut(), cmd, quiet),
+                Some(path) => {
+                    let backend = match (&cli.host, cli.backend) {
+                        (Some(h), _) => format!("the model host at {}", h.display()),
+                        (None, Backend::Model) => "a fresh in-process model".to_owned(),
+                        (None, Backend::Hw) => "hw (/dev/xen/privcmd)".to_owned(),
+                    };
+                    let note = format!("recorded by `{}` on {backend}", trace::command_line());
+                    trace::record(x.as_mut(), path, &note, quiet, |x| on_host(x, cmd, quiet))
+                }
+            }
         }
     }
 }
@@ -411,7 +488,8 @@ pub fn on_host(x: &mut dyn Xen, cmd: Command, quiet: bool) -> Result<()> {
         Command::Inspect { .. }
         | Command::Verify { .. }
         | Command::Demo(_)
-        | Command::Host { .. } => unreachable!("handled without a host"),
+        | Command::Host { .. }
+        | Command::Trace { .. } => unreachable!("handled without a host"),
     }
 }
 
