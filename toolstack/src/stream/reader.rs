@@ -503,13 +503,7 @@ impl<R: Read> StreamReader<R> {
                 }
             }
             LibxcRecord::X86PvInfo(info) => {
-                if !info.is_valid() {
-                    return Err(StreamError::InvalidPvInfo {
-                        at,
-                        width: info.guest_width,
-                        levels: info.pt_levels,
-                    });
-                }
+                // (Invalid pairs are refused by the body decoder.)
                 if *info != X86PvInfo::X86_64 {
                     return Err(StreamError::UnsupportedPvInfo {
                         at,

@@ -1203,10 +1203,19 @@ impl LibxcRecord {
                     "reserved",
                     u64::from(w.reserved1.get()) | (u64::from(w.reserved2.get()) << 16),
                 )?;
-                LibxcRecord::X86PvInfo(X86PvInfo {
+                let info = X86PvInfo {
                     guest_width: w.guest_width,
                     pt_levels: w.pt_levels,
-                })
+                };
+                // As the writer refuses to write one, and libxc's handle_x86_pv_info.
+                if !info.is_valid() {
+                    return Err(StreamError::InvalidPvInfo {
+                        at,
+                        width: info.guest_width,
+                        levels: info.pt_levels,
+                    });
+                }
+                LibxcRecord::X86PvInfo(info)
             }
             xc::X86_PV_P2M_FRAMES => {
                 let head: PairWire = src.read_struct(at)?;
