@@ -513,3 +513,51 @@ fn a_killed_daemons_socket_is_replaced_with_a_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("removed the stale socket"), "{err}");
 }
+
+/// Sends `sig` to the daemon and waits (bounded) for it to exit; its status and stderr.
+fn signal_and_wait(h: &mut Host, sig: &str) -> (std::process::ExitStatus, String) {
+    let child = h.child.take().expect("the daemon");
+    let st = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill {sig}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the daemon exits after the signal")
+        .expect("wait for the daemon");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sigterm_and_sigint_stop_the_daemon_cleanly_saying_which_guests_end() {
+    let mut h = Host::start();
+    let id = new_id(&h.ok(&["create", h.config("sig-guest").to_str().unwrap()]));
+    let (status, err) = signal_and_wait(&mut h, "-TERM");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(!h.sock.exists(), "the socket is removed");
+    assert!(
+        err.contains("SIGTERM received")
+            && err.contains(&format!(
+                "1 guest ends with the model host, unsaved: sig-guest ({id})"
+            )),
+        "{err}"
+    );
+    // Nobody answers there any more: a command says so.
+    let o = h.xi(&["list"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    let mut h = Host::start();
+    let (status, err) = signal_and_wait(&mut h, "-INT");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(!h.sock.exists());
+    assert!(
+        err.contains("SIGINT received: stopping; no guests were running"),
+        "{err}"
+    );
+}

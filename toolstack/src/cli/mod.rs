@@ -214,6 +214,9 @@ pub enum TraceCmd {
 pub enum HostCmd {
     /// Run a model host as a daemon on a Unix socket, so separate `xi --host PATH …`
     /// commands act on one simulated machine. Guests run between commands.
+    /// `xi host stop`, SIGTERM or SIGINT (Ctrl-C) stop it after the call in progress:
+    /// it removes the socket and exits 0, and says which guests end with it (they live
+    /// only in its memory; nothing is saved). A second signal ends it at once.
     Serve {
         /// The socket to listen on (default: --host, else /tmp/xi-host.sock).
         #[arg(long)]
@@ -374,16 +377,92 @@ fn serve(socket: &Path, memory_mib: u64, slice: u64, quiet_ms: u64, quiet: bool)
         quiet: std::time::Duration::from_millis(quiet_ms),
         ..host::HostOptions::default()
     };
-    let result = host::serve_host(&mut m, &bound.listener, &|| false, &opts);
+    let signals = StopSignals::install().with_context(|| {
+        format!(
+            "serve on {}: cannot handle SIGTERM/SIGINT",
+            socket.display()
+        )
+    })?;
+    let result = host::serve_host(
+        &mut m,
+        &bound.listener,
+        &|| signals.received().is_some(),
+        &opts,
+    );
     let _ = std::fs::remove_file(socket);
     let stats = result.with_context(|| format!("serve on {}", socket.display()))?;
+    // Always said (even with -q): guests are never discarded silently.
+    let why = match signals.received() {
+        Some(sig) => format!("{sig} received"),
+        None => "asked to stop".to_owned(),
+    };
+    let guests: Vec<String> = domains::list_domains(&mut m)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.id != 0)
+        .map(|r| format!("{} ({})", r.name, r.id))
+        .collect();
+    if guests.is_empty() {
+        eprintln!("xi host: {why}: stopping; no guests were running");
+    } else {
+        eprintln!(
+            "xi host: {why}: stopping; {} guest{} end{} with the model host, unsaved: {}",
+            guests.len(),
+            if guests.len() == 1 { "" } else { "s" },
+            if guests.len() == 1 { "s" } else { "" },
+            guests.join(", ")
+        );
+    }
     if !quiet {
         eprintln!(
-            "xi host: stopped after {} connections, {} calls, {} guest instructions between calls",
-            stats.connections, stats.calls, stats.idle_insns
+            "xi host: stopped after {} connections, {} calls, {} guest instructions between calls; removed {}",
+            stats.connections,
+            stats.calls,
+            stats.idle_insns,
+            socket.display()
         );
     }
     Ok(())
+}
+
+/// SIGTERM and SIGINT asking `xi host serve` to stop: the first sets a flag the serve
+/// loop polls (between calls, so a call in progress completes and the socket is
+/// removed); a second one while stopping ends the process at once (the default
+/// action).
+struct StopSignals {
+    term: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    int: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let s = StopSignals {
+            term: std::sync::Arc::default(),
+            int: std::sync::Arc::default(),
+        };
+        let any = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for (sig, own) in [(SIGTERM, &s.term), (SIGINT, &s.int)] {
+            // Registered first, so it sees `any` as it was before this signal set it.
+            flag::register_conditional_default(sig, std::sync::Arc::clone(&any))?;
+            flag::register(sig, std::sync::Arc::clone(&any))?;
+            flag::register(sig, std::sync::Arc::clone(own))?;
+        }
+        Ok(s)
+    }
+
+    /// The signal received, if any.
+    fn received(&self) -> Option<&'static str> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.term.load(SeqCst) {
+            Some("SIGTERM")
+        } else if self.int.load(SeqCst) {
+            Some("SIGINT")
+        } else {
+            None
+        }
+    }
 }
 
 /// Opens the hypervisor the options name.
