@@ -470,6 +470,12 @@ impl StopSignals {
 /// # Errors
 /// The host socket cannot be reached, or the backend is not built in.
 pub fn open_backend(b: Backend, host: Option<&Path>) -> Result<Box<dyn Xen>> {
+    if let (Some(path), Backend::Hw) = (host, b) {
+        bail!(
+            "--backend hw acts on this machine's Xen, but a model host is also named ({}, from --host or XI_HOST): give one of them",
+            path.display()
+        );
+    }
     if let Some(path) = host {
         if !path.exists() {
             bail!(
@@ -490,7 +496,7 @@ pub fn open_backend(b: Backend, host: Option<&Path>) -> Result<Box<dyn Xen>> {
         Backend::Hw => Ok(Box::new(hypervisor::privcmd::Privcmd::open()?)),
         #[cfg(not(feature = "hw"))]
         Backend::Hw => {
-            bail!("this xi was built without the hw backend (rebuild with `--features hw`)")
+            bail!("--backend hw: this xi was built without the hw backend (build it with `cargo build --release -p toolstack --features hw`)")
         }
     }
 }
