@@ -316,3 +316,49 @@ fn record_does_not_apply_to_commands_without_a_host_and_needs_a_writable_place()
         stderr(&o)
     );
 }
+
+#[test]
+fn on_slice_0_hosts_the_same_commands_record_the_same_calls() {
+    // The trace's calls and replies do not depend on the daemon or on timing (only the
+    // note, which names the socket, differs): what a fixture of a recorded run needs.
+    let traces: Vec<Trace> = (0..2)
+        .map(|i| {
+            let h = Host::start();
+            h.create("det");
+            if i == 1 {
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            let t = h.path("det.xitrace");
+            h.ok(&["--record", &t, "save", "-c", "det", &h.path("det.xl")]);
+            load(&t)
+        })
+        .collect();
+    assert!(traces[0].entries.len() > 10);
+    assert!(
+        traces[0].entries == traces[1].entries,
+        "the two hosts' traces differ"
+    );
+    assert_ne!(traces[0].header.note, traces[1].header.note);
+}
+
+#[test]
+fn the_in_process_model_is_recorded_and_replayed_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("list.xitrace");
+    let t = t.to_str().unwrap();
+    let o = xi_local(&["--record", t, "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listed = String::from_utf8(o.stdout).unwrap();
+    let trace = load(t);
+    assert_eq!(trace.header.backend, "model");
+    assert!(
+        trace.header.note.contains("on a fresh in-process model"),
+        "{}",
+        trace.header.note
+    );
+    // The replay prints what the recorded run printed.
+    let o = xi_local(&["--replay", t, "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), listed);
+    assert!(listed.starts_with("Name"), "{listed}");
+}

@@ -7,7 +7,9 @@
 //! call it made (the failing one, if a hypervisor call failed). The header's note names
 //! the command line, the backend and the outcome. The file is written to a temporary
 //! name beside `FILE` and renamed over it, so `FILE` is either the whole trace or
-//! untouched.
+//! untouched. The trace is kept in memory until then: a save's trace holds every page
+//! the save read (so it is about the size of the guest's memory; the file packs the
+//! runs of zeros).
 //!
 //! `--replay` serves a trace to the command instead of a hypervisor ([`Replayer`]): the
 //! command must make exactly the recorded calls. The first call that differs fails the
@@ -44,12 +46,14 @@ pub fn record<R>(
         Err(e) => trace.header.note.push_str(&format!("; failed: {e:#}")),
     }
     let calls = trace.entries.len();
-    let written = write_atomic(path, &trace.to_bytes())
+    let bytes = trace.to_bytes();
+    let size = super::human_bytes(bytes.len() as u64);
+    let written = write_atomic(path, &bytes)
         .with_context(|| format!("{}: cannot write the trace", path.display()));
     match (result, written) {
         (Ok(r), Ok(())) => {
             if !quiet {
-                eprintln!("xi: recorded {calls} calls to {}", path.display());
+                eprintln!("xi: recorded {calls} calls to {} ({size})", path.display());
             }
             Ok(r)
         }
@@ -57,7 +61,7 @@ pub fn record<R>(
         (Err(e), Ok(())) => {
             if !quiet {
                 eprintln!(
-                    "xi: recorded {calls} calls, up to the failure, to {}",
+                    "xi: recorded {calls} calls, up to the failure, to {} ({size})",
                     path.display()
                 );
             }
