@@ -552,8 +552,12 @@ fn sigterm_and_sigint_stop_the_daemon_cleanly_saying_which_guests_end() {
     let o = h.xi(&["list"]);
     assert_eq!(o.status.code(), Some(1));
 
+    // A client connected and silent (a stuck command) does not hold the daemon up.
     let mut h = Host::start();
+    let mut idle = h.connect();
+    assert_eq!(idle.server_backend().unwrap(), "model");
     let (status, err) = signal_and_wait(&mut h, "-INT");
+    drop(idle);
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(!h.sock.exists());
     assert!(

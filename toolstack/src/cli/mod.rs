@@ -367,7 +367,7 @@ fn serve(socket: &Path, memory_mib: u64, slice: u64, quiet_ms: u64, quiet: bool)
     });
     if !quiet {
         eprintln!(
-            "xi host: model host with {memory_mib} MiB serving on {} (stop with `xi host stop --socket {}`)",
+            "xi host: model host with {memory_mib} MiB serving on {} (stop with `xi host stop --socket {}`, SIGTERM or Ctrl-C)",
             socket.display(),
             socket.display()
         );
