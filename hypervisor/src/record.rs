@@ -1921,7 +1921,35 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // The mapping from unpacked positions to file offsets through zero runs.
+        // The mapping from unpacked positions to file offsets, checked against the
+        // unpacker: the bytes before the offset unpack to at most `pos` bytes, and
+        // with the token at the offset (a byte, or a run's marker and length) to more.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let data: Vec<u8> = (0..3000)
+            .map(|i| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                if (i / 40) % 2 == 1 && seed % 2 == 0 {
+                    (seed >> 8) as u8 | 1
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let p = pack_zero_runs(&data);
+        for pos in 0..data.len() {
+            let off = packed_offset(&p, pos);
+            let before = unpack_zero_runs(&p[..off], 0).unwrap().len();
+            let token = if p[off] == 0 {
+                1 + p[off + 1..].iter().position(|&c| c & 0x80 == 0).unwrap() + 1
+            } else {
+                1
+            };
+            let with = unpack_zero_runs(&p[..off + token], 0).unwrap().len();
+            assert!(before <= pos && pos < with, "pos {pos}: off {off}");
+        }
+        assert_eq!(packed_offset(&p, data.len()), p.len());
         let packed = [5, 0, 3, 6]; // 5, 0, 0, 0, 6
         assert_eq!(
             (0..=5)
