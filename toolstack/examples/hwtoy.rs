@@ -3,8 +3,8 @@
 //!
 //!     cargo build --release -p toolstack --features hw --example hwtoy
 //!     hwtoy CONFIG DOMID          # the oracle: ORACLE holds|fails …; exit 0 when it holds
-//!     hwtoy record CONFIG OUTDIR  # create, run, save and restore the toy, recording the
-//!                                 # save and the restore as traces
+//!     hwtoy record CONFIG OUTDIR  # xi create, run, xi save and xi restore of the toy,
+//!                                 # each recorded as a trace, plus the saved stream
 //!
 //! The oracle reads the guest's status block and oracle region through the hw backend
 //! (the domain may be running: the check allows one half-done step). Lives beside the
@@ -50,11 +50,10 @@ mod hw {
     use hypervisor::privcmd::Privcmd;
     use hypervisor::record::Recorder;
     use hypervisor::{DomId, Xen};
-    use toolstack::build::toys::{check_oracle, create, toy_params, OracleCheck, Verdict};
-    use toolstack::build::BuildOptions;
+    use toolstack::build::toys::{check_oracle, toy_params, OracleCheck, Verdict};
+    use toolstack::cli;
     use toolstack::config::DomainConfig;
-    use toolstack::restore::{restore, RestoreOptions};
-    use toolstack::save::{save, xc, SaveOptions};
+    use toolstack::save::{xc, AfterSave};
 
     fn params(cfg: &str) -> Result<(DomainConfig, ToyParams), String> {
         let config = DomainConfig::load(Path::new(cfg)).map_err(|e| e.to_string())?;
@@ -96,66 +95,71 @@ mod hw {
         Ok(())
     }
 
+    /// `hwtoy record CONFIG OUTDIR`: what `xi create CONFIG`, `xi save NAME FILE` and
+    /// `xi restore FILE` do (the CLI's own functions, quiet), each through a
+    /// [`Recorder`], with the toy's oracle checked after the create and after the
+    /// restore. Writes, for `CONFIG` = `<toy>.cfg`: `<toy>-create.xitrace`,
+    /// `<toy>-save.xitrace`, `<toy>-restore.xitrace` and the saved stream `<toy>.xl`
+    /// (the restore reads that file, so its trace replays against it).
     pub fn record(cfg: &str, dir: &Path) -> Result<(), String> {
         let (config, p) = params(cfg)?;
         let toy = Path::new(cfg)
             .file_stem()
             .map_or("toy".into(), |s| s.to_string_lossy().into_owned());
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut x = Privcmd::open().map_err(|e| e.to_string())?;
-        let ver = x.interface();
-        let built = create(&mut x, &config, &BuildOptions::default()).map_err(|e| e.to_string())?;
-        let dom = built.domid;
-        println!("created domain {} from {cfg}", dom.get());
-        std::thread::sleep(std::time::Duration::from_secs(2));
-        let ok1 = verdict(&mut x, dom, &p)?;
-
-        let mut rec = Recorder::new(
-            x,
-            &format!(
-                "xi save of {toy} (domain {}) on real Xen {}.{} (hwtoy record)",
-                dom.get(),
-                ver.major,
-                ver.minor
-            ),
-        );
-        let mut stream = Vec::new();
-        let s = save(&mut rec, dom, &mut stream, SaveOptions::default());
-        let (x, trace) = rec.finish();
-        s.map_err(|e| format!("save: {e}"))?;
         let write = |name: &str, bytes: &[u8]| {
             let p = dir.join(name);
             std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
             println!("wrote {} ({} bytes)", p.display(), bytes.len());
             Ok::<(), String>(())
         };
-        write(&format!("{toy}.xl"), &stream)?;
-        write(&format!("{toy}-save.trace"), &trace.to_bytes())?;
+        let x = Privcmd::open().map_err(|e| e.to_string())?;
+        let ver = x.interface();
+        let on = format!("on real Xen {}.{} (hwtoy record)", ver.major, ver.minor);
 
+        let mut rec = Recorder::new(x, &format!("xi create {toy}.cfg {on}"));
+        let c = cli::create(&mut rec, Path::new(cfg), false, true);
+        let (mut x, trace) = rec.finish();
+        let dom = c.map_err(|e| format!("create: {e:#}"))?;
+        write(&format!("{toy}-create.xitrace"), &trace.to_bytes())?;
+        println!("created domain {} ({}) from {cfg}", dom.get(), config.name);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let ok1 = verdict(&mut x, dom, &p)?;
+
+        let file = dir.join(format!("{toy}.xl"));
         let mut rec = Recorder::new(
             x,
             &format!(
-                "xi restore of {toy} on real Xen {}.{} (hwtoy record)",
-                ver.major, ver.minor
+                "xi save {} {toy}.xl (domain {}) {on}",
+                config.name,
+                dom.get()
             ),
         );
-        let r = restore(
+        let s = cli::save_cmd(
             &mut rec,
-            &stream[..],
-            RestoreOptions {
-                paused: true,
-                ..RestoreOptions::default()
-            },
+            &config.name,
+            &file,
+            None,
+            AfterSave::Destroy,
+            true,
         );
+        let (x, trace) = rec.finish();
+        s.map_err(|e| format!("save: {e:#}"))?;
+        write(&format!("{toy}-save.xitrace"), &trace.to_bytes())?;
+        let len = std::fs::metadata(&file).map_or(0, |m| m.len());
+        println!("wrote {} ({len} bytes)", file.display());
+
+        let mut rec = Recorder::new(x, &format!("xi restore {toy}.xl {on}"));
+        let r = cli::restore_cmd(&mut rec, None, &file, true);
         let (mut x, trace) = rec.finish();
-        let restored = r.map_err(|e| format!("restore: {e}"))?;
-        write(&format!("{toy}-restore.trace"), &trace.to_bytes())?;
-        let nd = restored.domid;
+        let nd = r.map_err(|e| format!("restore: {e:#}"))?;
+        write(&format!("{toy}-restore.xitrace"), &trace.to_bytes())?;
         println!("restored into domain {}", nd.get());
         xc::unpause(&mut x, nd).map_err(|e| e.to_string())?;
         std::thread::sleep(std::time::Duration::from_secs(2));
         let ok2 = verdict(&mut x, nd, &p)?;
         let _ = xc::destroy(&mut x, nd);
+        cli::domains::forget(&mut x, nd);
         if ok1 && ok2 {
             Ok(())
         } else {
