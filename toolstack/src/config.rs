@@ -340,6 +340,25 @@ impl ConfigError {
     }
 }
 
+/// Why a domain configuration in JSON ([`DomainConfig::from_json`]) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigJsonError {
+    /// The text is not a JSON object.
+    #[error("the domain configuration is not a JSON object: {0}")]
+    NotJson(String),
+    /// A field of the libxl form is missing or has a value xi cannot use.
+    #[error("domain configuration: `{field}`: {what}")]
+    Field {
+        /// The field, as a dotted path (`b_info.target_memkb`).
+        field: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// The JSON is neither the libxl form (no `c_info`) nor xi's own form.
+    #[error("domain configuration: no `c_info`, and not xi's own form either: {0}")]
+    XiForm(String),
+}
+
 /// A setting that was accepted but is not understood by xi (kept in
 /// [`DomainConfig::other`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -604,6 +623,98 @@ impl DomainConfig {
     #[must_use]
     pub fn cmdline(&self) -> &str {
         self.extra.as_deref().unwrap_or("")
+    }
+
+    /// The configuration as a `libxl_domain_config` JSON object, the form `xl` writes
+    /// into the xl header of a save file and `libxl_domain_config_from_json` reads back
+    /// (so `xl restore FILE` works without a config file).
+    ///
+    /// | xi | libxl |
+    /// |---|---|
+    /// | (always) | `c_info.type` = `"pv"`, `b_info."type.pv"` = `{}` |
+    /// | `name` | `c_info.name` |
+    /// | [`DomainConfig::handle`] | `c_info.uuid` |
+    /// | `vcpus` | `b_info.max_vcpus`, and `b_info.avail_vcpus` = `[0, …, vcpus−1]` (a bitmap as its set bits) |
+    /// | `memory` | `b_info.target_memkb` = `b_info.max_memkb` = MiB × 1024 |
+    /// | `kernel` | `b_info.kernel` (`toy:<name>` kept as written) |
+    /// | `extra` | `b_info.cmdline` |
+    /// | `on_poweroff`, `on_reboot`, `on_crash` | the same keys, as `libxl_action_on_shutdown` names (`rename_restart`, …) |
+    /// | `other` | `xi_other`, an object of the settings as written |
+    ///
+    /// `max_memkb` carries no slack: like `xl` (whose file for `memory = 128` says
+    /// `"max_memkb": 131072`), the slack `LIBXL_MAXMEM_CONSTANT` (1 MiB) is added by
+    /// whoever sets the domain's `max_mem`, not stored. A memory size too large for
+    /// KiB in 64 bits is written as `u64::MAX` KiB, which [`DomainConfig::from_json`]
+    /// refuses. libxl's parser reads only the keys it knows, so `xi_other` is
+    /// invisible to `xl`. Keys are in sorted order; the text is pretty-printed as
+    /// `xl`'s is.
+    #[must_use]
+    pub fn to_libxl_json(&self) -> String {
+        use serde_json::{json, Map, Value};
+        let memkb = self.memory_mib.saturating_mul(1024);
+        let mut b_info = Map::new();
+        b_info.insert("max_vcpus".into(), json!(self.vcpus));
+        b_info.insert(
+            "avail_vcpus".into(),
+            Value::Array((0..self.vcpus).map(Value::from).collect()),
+        );
+        b_info.insert("max_memkb".into(), json!(memkb));
+        b_info.insert("target_memkb".into(), json!(memkb));
+        b_info.insert("kernel".into(), json!(self.kernel.to_string()));
+        if let Some(e) = &self.extra {
+            b_info.insert("cmdline".into(), json!(e));
+        }
+        b_info.insert("type.pv".into(), json!({}));
+        let mut top = Map::new();
+        top.insert(
+            "c_info".into(),
+            json!({ "type": "pv", "name": self.name, "uuid": self.handle().to_string() }),
+        );
+        top.insert("b_info".into(), Value::Object(b_info));
+        for (k, v) in [
+            ("on_poweroff", &self.on_poweroff),
+            ("on_reboot", &self.on_reboot),
+            ("on_crash", &self.on_crash),
+        ] {
+            if let Some(v) = v {
+                top.insert(k.into(), json!(v.replace('-', "_")));
+            }
+        }
+        if !self.other.is_empty() {
+            top.insert("xi_other".into(), json!(self.other));
+        }
+        serde_json::to_string_pretty(&Value::Object(top)).expect("a JSON value always encodes")
+    }
+
+    /// Parses a domain configuration in JSON: the `libxl_domain_config` form (what
+    /// [`DomainConfig::to_libxl_json`] and real `xl` write; recognised by its
+    /// `c_info` key) or xi's older serde form of [`DomainConfig`].
+    ///
+    /// From the libxl form: `c_info.type` must be `"pv"`; the name from `c_info.name`;
+    /// the uuid from `c_info.uuid` (one equal to [`DomainUuid::from_name`] of the name
+    /// reads back as `None`, which has the same [`DomainConfig::handle`]); vCPUs from
+    /// `b_info.max_vcpus` (default 1); memory from `b_info.target_memkb` (else
+    /// `max_memkb`) / 1024, which must be a whole, non-zero number of MiB; the kernel
+    /// from `b_info.kernel` (else `b_info."type.pv".kernel`, where older libxl kept
+    /// it); the command line from `b_info.cmdline` (else `"type.pv".cmdline`); the
+    /// `on_*` actions in either spelling (`rename_restart`, `rename-restart`, any
+    /// case); `other` from `xi_other`. Every other libxl key is ignored.
+    ///
+    /// # Errors
+    /// [`ConfigJsonError`] naming the field that is missing or wrong.
+    pub fn from_json(text: &str) -> Result<DomainConfig, ConfigJsonError> {
+        let text = text.strip_suffix('\0').unwrap_or(text);
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ConfigJsonError::NotJson(e.to_string()))?;
+        if !v.is_object() {
+            return Err(ConfigJsonError::NotJson("not a JSON object".into()));
+        }
+        if v.get("c_info").is_none() {
+            let c: DomainConfig =
+                serde_json::from_value(v).map_err(|e| ConfigJsonError::XiForm(e.to_string()))?;
+            return Ok(c);
+        }
+        libxl_json::parse(&v)
     }
 }
 
@@ -885,9 +996,197 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Reading the `libxl_domain_config` JSON form.
+mod libxl_json {
+    use super::{
+        CfgValue, ConfigJsonError, DomainConfig, DomainUuid, KernelSpec, ACTIONS, MAX_CMDLINE_BYTES,
+    };
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+
+    fn bad(field: &str, what: impl Into<String>) -> ConfigJsonError {
+        ConfigJsonError::Field {
+            field: field.to_owned(),
+            what: what.into(),
+        }
+    }
+
+    fn kind(v: &Value) -> &'static str {
+        match v {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        }
+    }
+
+    /// `v[key]` if present and not null.
+    fn get<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
+        v.get(key).filter(|x| !x.is_null())
+    }
+
+    fn object<'v>(v: &'v Value, key: &str, field: &str) -> Result<&'v Value, ConfigJsonError> {
+        match get(v, key) {
+            Some(o @ Value::Object(_)) => Ok(o),
+            Some(o) => Err(bad(field, format!("expected an object, found {}", kind(o)))),
+            None => Err(bad(field, "missing")),
+        }
+    }
+
+    fn string<'v>(
+        v: &'v Value,
+        key: &str,
+        field: &str,
+    ) -> Result<Option<&'v str>, ConfigJsonError> {
+        match get(v, key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(o) => Err(bad(field, format!("expected a string, found {}", kind(o)))),
+        }
+    }
+
+    fn uint(v: &Value, key: &str, field: &str) -> Result<Option<u64>, ConfigJsonError> {
+        match get(v, key) {
+            None => Ok(None),
+            Some(n) => n
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| bad(field, format!("expected a non-negative integer, found {n}"))),
+        }
+    }
+
+    fn action(v: &Value, key: &str) -> Result<Option<String>, ConfigJsonError> {
+        let Some(s) = string(v, key, key)? else {
+            return Ok(None);
+        };
+        let xl = s.to_ascii_lowercase().replace('_', "-");
+        if ACTIONS.contains(&xl.as_str()) {
+            Ok(Some(xl))
+        } else {
+            Err(bad(
+                key,
+                format!(
+                    "unknown action `{s}` (one of: {})",
+                    ACTIONS.join(", ").replace('-', "_")
+                ),
+            ))
+        }
+    }
+
+    pub(super) fn parse(v: &Value) -> Result<DomainConfig, ConfigJsonError> {
+        let c = object(v, "c_info", "c_info")?;
+        let b = object(v, "b_info", "b_info")?;
+        match string(c, "type", "c_info.type")? {
+            Some(t) if t.eq_ignore_ascii_case("pv") => {}
+            Some(t) => {
+                return Err(bad(
+                    "c_info.type",
+                    format!("`{t}`: xi builds and restores PV guests only"),
+                ))
+            }
+            None => return Err(bad("c_info.type", "missing (xi needs \"pv\")")),
+        }
+        let name =
+            string(c, "name", "c_info.name")?.ok_or_else(|| bad("c_info.name", "missing"))?;
+        if name.is_empty() {
+            return Err(bad("c_info.name", "the name must not be empty"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(bad(
+                "c_info.name",
+                "the name must not contain control characters",
+            ));
+        }
+        let uuid = string(c, "uuid", "c_info.uuid")?
+            .map(|s| DomainUuid::parse(s).map_err(|w| bad("c_info.uuid", w)))
+            .transpose()?
+            .filter(|u| *u != DomainUuid::from_name(name));
+        let vcpus = match uint(b, "max_vcpus", "b_info.max_vcpus")? {
+            None => 1,
+            Some(n) => u32::try_from(n).ok().filter(|&n| n >= 1).ok_or_else(|| {
+                bad(
+                    "b_info.max_vcpus",
+                    format!(
+                        "{n}: the number of vCPUs must be between 1 and {}",
+                        u32::MAX
+                    ),
+                )
+            })?,
+        };
+        let (kib, field) = match uint(b, "target_memkb", "b_info.target_memkb")? {
+            Some(k) => (k, "b_info.target_memkb"),
+            None => (
+                uint(b, "max_memkb", "b_info.max_memkb")?
+                    .ok_or_else(|| bad("b_info.target_memkb", "missing (and no max_memkb)"))?,
+                "b_info.max_memkb",
+            ),
+        };
+        if kib == 0 || kib % 1024 != 0 {
+            return Err(bad(
+                field,
+                format!("{kib} KiB: xi needs a whole, non-zero number of MiB"),
+            ));
+        }
+        let pv = get(b, "type.pv");
+        let from_pv = |key: &str| -> Result<Option<&str>, ConfigJsonError> {
+            match pv {
+                Some(p @ Value::Object(_)) => string(p, key, &format!("b_info.type.pv.{key}")),
+                _ => Ok(None),
+            }
+        };
+        let kernel = match string(b, "kernel", "b_info.kernel")? {
+            Some(k) => k,
+            None => from_pv("kernel")?.ok_or_else(|| bad("b_info.kernel", "missing"))?,
+        };
+        let kernel = KernelSpec::parse(kernel).map_err(|w| bad("b_info.kernel", w))?;
+        let extra = match string(b, "cmdline", "b_info.cmdline")? {
+            Some(e) => Some(e),
+            None => from_pv("cmdline")?,
+        };
+        if let Some(e) = extra {
+            if e.len() > MAX_CMDLINE_BYTES {
+                return Err(bad(
+                    "b_info.cmdline",
+                    format!(
+                        "the command line is {} bytes; at most {MAX_CMDLINE_BYTES} fit in start_info",
+                        e.len()
+                    ),
+                ));
+            }
+            if e.contains('\0') {
+                return Err(bad(
+                    "b_info.cmdline",
+                    "the command line must not contain NUL",
+                ));
+            }
+        }
+        let other: BTreeMap<String, CfgValue> = match get(v, "xi_other") {
+            None => BTreeMap::new(),
+            Some(o) => {
+                serde_json::from_value(o.clone()).map_err(|e| bad("xi_other", e.to_string()))?
+            }
+        };
+        Ok(DomainConfig {
+            name: name.to_owned(),
+            memory_mib: kib / 1024,
+            vcpus,
+            kernel,
+            extra: extra.map(str::to_owned),
+            uuid,
+            on_poweroff: action(v, "on_poweroff")?,
+            on_reboot: action(v, "on_reboot")?,
+            on_crash: action(v, "on_crash")?,
+            other,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const GOOD: &str = r#"
 # A toy guest.
@@ -1067,5 +1366,337 @@ cpu_weight = 0x100; builder = "generic"
         assert_eq!(a.0[6] >> 4, 8, "version 8");
         assert_eq!(a.0[8] >> 6, 2, "RFC variant");
         assert_eq!(DomainUuid::parse(&a.to_string()), Ok(a));
+    }
+
+    /// What real `xl save` (Xen 4.17) wrote into the xl header for the lab's Linux
+    /// guest (`memory = 128`, `vcpus = 1`), as xl pretty-prints it.
+    const REAL_XL_JSON: &str = r#"{
+    "c_info": {
+        "type": "pv",
+        "name": "hwc",
+        "uuid": "0871e8a5-3106-4d6b-ae83-0043258e0fae",
+        "run_hotplug_scripts": "True"
+    },
+    "b_info": {
+        "max_vcpus": 1,
+        "avail_vcpus": [
+            0
+        ],
+        "max_memkb": 131072,
+        "target_memkb": 131072,
+        "video_memkb": 0,
+        "sched_params": {
+            "sched": "credit2",
+            "weight": 256,
+            "cap": 0
+        },
+        "claim_mode": "True",
+        "kernel": "/var/lib/xenlab/guest-vmlinuz",
+        "cmdline": "console=hvc0 loglevel=4",
+        "ramdisk": "/var/lib/xenlab/guest-initrd.cpio.gz",
+        "type.pv": {
+
+        },
+        "arch_arm": {
+
+        },
+        "arch_x86": {
+            "msr_relaxed": "True"
+        }
+    },
+    "on_reboot": "restart",
+    "on_crash": "preserve",
+    "on_soft_reset": "soft_reset"
+}
+"#;
+
+    fn hwc() -> DomainConfig {
+        let mut c = DomainConfig::new(
+            "hwc",
+            128,
+            KernelSpec::File("/var/lib/xenlab/guest-vmlinuz".into()),
+        );
+        c.uuid = Some(DomainUuid::parse("0871e8a5-3106-4d6b-ae83-0043258e0fae").unwrap());
+        c.extra = Some("console=hvc0 loglevel=4".into());
+        c.on_reboot = Some("restart".into());
+        c.on_crash = Some("preserve".into());
+        c
+    }
+
+    #[test]
+    fn reads_the_json_real_xl_writes() {
+        let c = DomainConfig::from_json(REAL_XL_JSON).expect("parses");
+        assert_eq!(c, hwc());
+        // With the NUL xl puts after it in the xl header, too.
+        let nul = format!("{REAL_XL_JSON}\0");
+        assert_eq!(DomainConfig::from_json(&nul).unwrap(), hwc());
+    }
+
+    #[test]
+    fn writes_what_real_xl_writes_for_the_same_guest() {
+        let ours: serde_json::Value = serde_json::from_str(&hwc().to_libxl_json()).unwrap();
+        let xl: serde_json::Value = serde_json::from_str(REAL_XL_JSON).unwrap();
+        // Every field xi writes has the value xl wrote, except xi's own `xi_other`.
+        fn same(ours: &serde_json::Value, xl: &serde_json::Value, path: &str) {
+            match ours {
+                serde_json::Value::Object(m) if !m.is_empty() => {
+                    for (k, v) in m {
+                        let p = format!("{path}.{k}");
+                        let theirs = xl.get(k).unwrap_or_else(|| panic!("xl has no {p}"));
+                        same(v, theirs, &p);
+                    }
+                }
+                _ => assert_eq!(ours, xl, "{path}"),
+            }
+        }
+        same(&ours, &xl, "");
+        for key in [
+            "c_info.type",
+            "c_info.name",
+            "c_info.uuid",
+            "b_info.max_vcpus",
+            "b_info.avail_vcpus",
+            "b_info.max_memkb",
+            "b_info.target_memkb",
+            "b_info.kernel",
+            "b_info.cmdline",
+            "b_info.type.pv",
+            "on_reboot",
+            "on_crash",
+        ] {
+            let (a, b) = key.split_once('.').unwrap_or((key, ""));
+            let v = if b.is_empty() { &ours[a] } else { &ours[a][b] };
+            assert!(!v.is_null(), "xi writes {key}");
+        }
+    }
+
+    #[test]
+    fn libxl_form_keeps_actions_other_settings_and_vcpus() {
+        let (mut c, _) = DomainConfig::parse_with_warnings(GOOD, "t.cfg").unwrap();
+        c.on_poweroff = Some("rename-restart".into());
+        c.on_reboot = Some("coredump-destroy".into());
+        let json = c.to_libxl_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["on_poweroff"], "rename_restart", "libxl's enum spelling");
+        assert_eq!(v["on_reboot"], "coredump_destroy");
+        assert_eq!(v["on_crash"], "preserve");
+        assert_eq!(v["b_info"]["max_vcpus"], 2);
+        assert_eq!(v["b_info"]["avail_vcpus"], serde_json::json!([0, 1]));
+        assert_eq!(v["b_info"]["target_memkb"], 64 * 1024);
+        assert_eq!(v["b_info"]["kernel"], "toy:counter");
+        assert_eq!(v["b_info"]["cmdline"], "seed=7 pages=64");
+        assert_eq!(v["xi_other"]["cpu_weight"], 0x100);
+        assert_eq!(v["xi_other"]["builder"], "generic");
+        assert_eq!(
+            v["xi_other"]["disk"],
+            serde_json::json!(["phy:/dev/vg/a,xvda,w", "file:/b.img,xvdb,r"])
+        );
+        // No uuid setting: the handle derived from the name is written, and reads
+        // back as "no setting".
+        assert_eq!(
+            v["c_info"]["uuid"],
+            DomainUuid::from_name("counter-1").to_string()
+        );
+        assert_eq!(DomainConfig::from_json(&json).unwrap(), c);
+    }
+
+    #[test]
+    fn reads_xis_old_json_form_and_older_libxl_kernel_placement() {
+        let c = hwc();
+        let old = serde_json::to_string(&c).unwrap();
+        assert!(!old.contains("c_info"));
+        assert_eq!(DomainConfig::from_json(&old).unwrap(), c);
+        let older = r#"{"c_info":{"type":"PV","name":"o"},
+            "b_info":{"max_memkb":8192,"type.pv":{"kernel":"toy:epoch","cmdline":"a=1"}},
+            "on_crash":"Coredump_Restart"}"#;
+        let o = DomainConfig::from_json(older).unwrap();
+        assert_eq!(o.memory_mib, 8);
+        assert_eq!(o.vcpus, 1);
+        assert_eq!(o.kernel, KernelSpec::Toy("epoch".into()));
+        assert_eq!(o.extra.as_deref(), Some("a=1"));
+        assert_eq!(o.on_crash.as_deref(), Some("coredump-restart"));
+        assert_eq!(o.uuid, None);
+    }
+
+    #[test]
+    fn bad_json_configs_name_the_field() {
+        let base: serde_json::Value = serde_json::from_str(&hwc().to_libxl_json()).unwrap();
+        let with = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = base.clone();
+            f(&mut v);
+            DomainConfig::from_json(&v.to_string()).expect_err("refused")
+        };
+        let field = |e: ConfigJsonError| match e {
+            ConfigJsonError::Field { field, .. } => field,
+            other => panic!("not a field error: {other}"),
+        };
+        use serde_json::json;
+        type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "c_info.type",
+                Box::new(|v| v["c_info"]["type"] = json!("hvm")),
+            ),
+            (
+                "c_info.type",
+                Box::new(|v| {
+                    v["c_info"].as_object_mut().unwrap().remove("type");
+                }),
+            ),
+            ("c_info.name", Box::new(|v| v["c_info"]["name"] = json!(""))),
+            ("c_info.name", Box::new(|v| v["c_info"]["name"] = json!(7))),
+            (
+                "c_info.name",
+                Box::new(|v| v["c_info"]["name"] = json!("a\nb")),
+            ),
+            (
+                "c_info.uuid",
+                Box::new(|v| v["c_info"]["uuid"] = json!("nope")),
+            ),
+            ("b_info", Box::new(|v| v["b_info"] = json!([1]))),
+            (
+                "b_info.max_vcpus",
+                Box::new(|v| v["b_info"]["max_vcpus"] = json!(0)),
+            ),
+            (
+                "b_info.max_vcpus",
+                Box::new(|v| v["b_info"]["max_vcpus"] = json!(-1)),
+            ),
+            (
+                "b_info.max_vcpus",
+                Box::new(|v| v["b_info"]["max_vcpus"] = json!(1u64 << 33)),
+            ),
+            (
+                "b_info.target_memkb",
+                Box::new(|v| v["b_info"]["target_memkb"] = json!(1000)),
+            ),
+            (
+                "b_info.target_memkb",
+                Box::new(|v| v["b_info"]["target_memkb"] = json!(0)),
+            ),
+            (
+                "b_info.target_memkb",
+                Box::new(|v| v["b_info"]["target_memkb"] = json!("128M")),
+            ),
+            (
+                "b_info.kernel",
+                Box::new(|v| {
+                    v["b_info"].as_object_mut().unwrap().remove("kernel");
+                }),
+            ),
+            (
+                "b_info.kernel",
+                Box::new(|v| v["b_info"]["kernel"] = json!("toy:")),
+            ),
+            (
+                "b_info.cmdline",
+                Box::new(|v| v["b_info"]["cmdline"] = json!("x".repeat(1024))),
+            ),
+            (
+                "b_info.cmdline",
+                Box::new(|v| v["b_info"]["cmdline"] = json!("a\0b")),
+            ),
+            ("on_crash", Box::new(|v| v["on_crash"] = json!("explode"))),
+            (
+                "xi_other",
+                Box::new(|v| v["xi_other"] = json!({"k": {"nested": 1}})),
+            ),
+        ];
+        for (want, f) in &cases {
+            let e = with(f.as_ref());
+            let msg = e.to_string();
+            assert_eq!(field(e), *want, "{msg}");
+            assert!(msg.contains(want), "{msg}");
+        }
+        // No max_memkb either: the error names target_memkb.
+        let e = with(&|v| {
+            let b = v["b_info"].as_object_mut().unwrap();
+            b.remove("target_memkb");
+            b.remove("max_memkb");
+        });
+        assert_eq!(field(e), "b_info.target_memkb");
+        assert!(matches!(
+            DomainConfig::from_json("{"),
+            Err(ConfigJsonError::NotJson(_))
+        ));
+        assert!(matches!(
+            DomainConfig::from_json("[1]"),
+            Err(ConfigJsonError::NotJson(_))
+        ));
+        assert!(matches!(
+            DomainConfig::from_json(r#"{"name":"x"}"#),
+            Err(ConfigJsonError::XiForm(_))
+        ));
+    }
+
+    fn arb_config() -> impl Strategy<Value = DomainConfig> {
+        let known = [
+            "name",
+            "memory",
+            "vcpus",
+            "kernel",
+            "extra",
+            "uuid",
+            "on_poweroff",
+            "on_reboot",
+            "on_crash",
+        ];
+        let atom = prop_oneof![
+            any::<i64>().prop_map(CfgAtom::Int),
+            ".{0,8}".prop_map(CfgAtom::Str)
+        ];
+        let value = prop_oneof![
+            any::<i64>().prop_map(CfgValue::Int),
+            ".{0,12}".prop_map(CfgValue::Str),
+            proptest::collection::vec(atom, 0..4).prop_map(CfgValue::List),
+        ];
+        let action = proptest::option::of(proptest::sample::select(ACTIONS).prop_map(String::from));
+        (
+            "[^\\p{Cc}]{1,20}",
+            1u64..=(1 << 40),
+            1u32..=512,
+            prop_oneof![
+                "[a-z]{1,8}".prop_map(KernelSpec::Toy),
+                "/[a-z/]{1,20}".prop_map(KernelSpec::File),
+            ],
+            proptest::option::of("[^\\x00]{0,40}"),
+            proptest::option::of(any::<[u8; 16]>().prop_map(DomainUuid)),
+            (action.clone(), action.clone(), action),
+            proptest::collection::btree_map(
+                "[a-z_]{1,10}"
+                    .prop_filter("not a key xi reads", move |k| !known.contains(&k.as_str())),
+                value,
+                0..4,
+            ),
+        )
+            .prop_map(
+                |(name, memory_mib, vcpus, kernel, extra, uuid, (p, r, c), other)| DomainConfig {
+                    name,
+                    memory_mib,
+                    vcpus,
+                    kernel,
+                    extra,
+                    uuid,
+                    on_poweroff: p,
+                    on_reboot: r,
+                    on_crash: c,
+                    other,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(256)
+        ))]
+
+        #[test]
+        fn libxl_json_round_trips(c in arb_config()) {
+            let json = c.to_libxl_json();
+            prop_assert_eq!(DomainConfig::from_json(&json).unwrap(), c.clone());
+            // And it is the same config that the xl.cfg form gives.
+            let back = DomainConfig::parse(&c.to_xl_cfg(), "t.cfg").unwrap();
+            prop_assert_eq!(DomainConfig::from_json(&back.to_libxl_json()).unwrap(), back);
+        }
     }
 }

@@ -192,7 +192,7 @@ fn cfg_from(c: &DomainConfig) -> Cfg {
 }
 
 fn cfg_from_json(v: &serde_json::Value) -> Cfg {
-    if let Ok(c) = serde_json::from_value::<DomainConfig>(v.clone()) {
+    if let Ok(c) = DomainConfig::from_json(&v.to_string()) {
         return cfg_from(&c);
     }
     let c = &v["c_info"];

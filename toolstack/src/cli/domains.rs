@@ -226,12 +226,14 @@ pub fn forget(x: &mut dyn Xen, dom: DomId) {
     let _ = x.xs_rm(XS_NO_TX, &state_dir(dom));
 }
 
-/// A configuration as the JSON xi records and saves.
+/// A configuration as the JSON xi records and saves: libxl's `libxl_domain_config`
+/// form ([`DomainConfig::to_libxl_json`]), so `xl restore` of an xi save file needs
+/// no config file. Read it back with [`DomainConfig::from_json`].
 ///
 /// # Errors
-/// Serialisation (does not happen for a parsed config).
+/// None today (kept a `Result` for callers).
 pub fn config_json(cfg: &DomainConfig) -> Result<String> {
-    serde_json::to_string(cfg).context("encode the domain configuration")
+    Ok(cfg.to_libxl_json())
 }
 
 /// The contents of `dom`'s console ring: the last (up to 2048) bytes the guest wrote,
