@@ -98,6 +98,26 @@ impl Xen for Host {
     ) -> Result<(), XenError> {
         Xen::foreign_write(&mut self.model, dom, mfns, buf, errs)
     }
+    fn resource_read(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        buf: &mut [u8],
+    ) -> Result<(), XenError> {
+        Xen::resource_read(&mut self.model, dom, type_, id, frame, buf)
+    }
+    fn resource_write(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        data: &[u8],
+    ) -> Result<(), XenError> {
+        Xen::resource_write(&mut self.model, dom, type_, id, frame, data)
+    }
     fn evtchn_bind_interdomain(
         &mut self,
         remote: DomId,

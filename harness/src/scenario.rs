@@ -442,7 +442,13 @@ impl Runner {
                     .map(|_| self.transcript(&slot.source).into_bytes())
                     .unwrap_or_default();
                 let h = self.host_mut(i, *host)?;
-                match restore(h, &slot.bytes[..], RestoreOptions::default()) {
+                // Named after its label, as the domains Create makes are: a copy next
+                // to its still-running source needs a name of its own (xl refuses two).
+                let opts = RestoreOptions {
+                    name: Some(guest.clone()),
+                    ..RestoreOptions::default()
+                };
+                match restore(h, &slot.bytes[..], opts) {
                     Ok(r) => {
                         let line = format!(
                             "restore slot {stream} as {guest}: d{}, {} pages",

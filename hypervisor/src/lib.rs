@@ -30,4 +30,9 @@ pub mod privcmd;
 
 pub use error::{Errno, XenError, XenResult};
 pub use types::{DomId, Gva, Mfn, Pfn, Port, VcpuId};
-pub use xen::{Xen, XsAccess, XsPerm, XsTxId, XsWatchEvent, XS_NO_TX};
+pub use xen::{
+    resource_frames, GrantEntryV1, Xen, XsAccess, XsPerm, XsTxId, XsWatchEvent,
+    GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE, GRANT_ENTRY_V1_SIZE, GTF_PERMIT_ACCESS,
+    GTF_READONLY, XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED,
+    XENMEM_RESOURCE_GRANT_TABLE_ID_STATUS, XS_NO_TX,
+};

@@ -513,6 +513,23 @@ pub fn describe_call(c: &XenCall) -> String {
         XenCall::XsIntroduce { dom, mfn, port } => {
             format!("{n} dom={dom} mfn={mfn:#x} port={port}")
         }
+        XenCall::ResourceRead {
+            dom,
+            type_,
+            id,
+            frame,
+            buf_len,
+        } => format!("{n} dom={dom} type={type_} id={id} frame={frame} buf_len={buf_len}"),
+        XenCall::ResourceWrite {
+            dom,
+            type_,
+            id,
+            frame,
+            data,
+        } => format!(
+            "{n} dom={dom} type={type_} id={id} frame={frame} data={}",
+            bytes(data)
+        ),
         // Calls of the remote protocol that are not trait calls.
         #[allow(unreachable_patterns)]
         _ => format!("{n} {c:?}"),
@@ -609,6 +626,9 @@ pub fn describe_reply(r: &XenReply) -> String {
             None => "none".to_owned(),
         }),
         XenReply::Path(r) => result(r, Clone::clone),
+        XenReply::ResourceRead { ret, buf } => {
+            format!("{} buf={}", result(ret, |()| String::new()), bytes(buf))
+        }
         #[allow(unreachable_patterns)]
         _ => format!("{r:?}"),
     }
@@ -882,6 +902,52 @@ impl<X: Xen> Xen for Recorder<X> {
             Err(e) => Err(WireError::from(e)),
         };
         self.push(XenCall::EvtchnWait { timeout_ns }, XenReply::Wait(w));
+        r
+    }
+
+    fn resource_read(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        buf: &mut [u8],
+    ) -> Result<(), XenError> {
+        let call = XenCall::ResourceRead {
+            dom: dom.get(),
+            type_,
+            id,
+            frame,
+            buf_len: buf.len() as u64,
+        };
+        let r = self.inner.resource_read(dom, type_, id, frame, buf);
+        let reply = XenReply::ResourceRead {
+            ret: wire(&r),
+            buf: buf.to_vec(),
+        };
+        self.push(call, reply);
+        r
+    }
+
+    fn resource_write(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        data: &[u8],
+    ) -> Result<(), XenError> {
+        let r = self.inner.resource_write(dom, type_, id, frame, data);
+        self.push(
+            XenCall::ResourceWrite {
+                dom: dom.get(),
+                type_,
+                id,
+                frame,
+                data: data.to_vec(),
+            },
+            XenReply::Unit(wire(&r)),
+        );
         r
     }
 
@@ -1474,6 +1540,47 @@ impl Xen for Replayer {
         }
     }
 
+    fn resource_read(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        buf: &mut [u8],
+    ) -> Result<(), XenError> {
+        let call = XenCall::ResourceRead {
+            dom: dom.get(),
+            type_,
+            id,
+            frame,
+            buf_len: buf.len() as u64,
+        };
+        match self.serve(&call)? {
+            XenReply::ResourceRead { ret, buf: b } => {
+                self.copy(&call, buf, &b)?;
+                ret.map_err(Into::into)
+            }
+            _ => Err(self.bad_reply(&call, "wrong reply kind")),
+        }
+    }
+
+    fn resource_write(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        data: &[u8],
+    ) -> Result<(), XenError> {
+        self.unit(&XenCall::ResourceWrite {
+            dom: dom.get(),
+            type_,
+            id,
+            frame,
+            data: data.to_vec(),
+        })
+    }
+
     fn evtchn_unmask(&mut self, port: Port) -> Result<(), XenError> {
         self.unit(&XenCall::EvtchnUnmask { port: port.get() })
     }
@@ -1684,6 +1791,26 @@ impl<X: Xen + ?Sized> Xen for &mut X {
     }
     fn evtchn_wait(&mut self, timeout_ns: u64) -> Result<Option<Port>, XenError> {
         (**self).evtchn_wait(timeout_ns)
+    }
+    fn resource_read(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        buf: &mut [u8],
+    ) -> Result<(), XenError> {
+        (**self).resource_read(dom, type_, id, frame, buf)
+    }
+    fn resource_write(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        data: &[u8],
+    ) -> Result<(), XenError> {
+        (**self).resource_write(dom, type_, id, frame, data)
     }
     fn evtchn_unmask(&mut self, port: Port) -> Result<(), XenError> {
         (**self).evtchn_unmask(port)

@@ -433,6 +433,33 @@ pub enum XenCall {
     /// Not a trait call: asks a host daemon ([`host::serve_host`]) to stop once it has
     /// replied (`xi host stop`). [`dispatch`] refuses it.
     StopHost,
+    /// [`Xen::resource_read`] (after `StopHost`: variants keep their wire numbers).
+    ResourceRead {
+        /// The domain.
+        dom: u16,
+        /// `XENMEM_resource_*`.
+        type_: u16,
+        /// The resource id.
+        id: u32,
+        /// First frame.
+        frame: u64,
+        /// Length of the caller's buffer.
+        buf_len: u64,
+    },
+    /// [`Xen::resource_write`].
+    ResourceWrite {
+        /// The domain.
+        dom: u16,
+        /// `XENMEM_resource_*`.
+        type_: u16,
+        /// The resource id.
+        id: u32,
+        /// First frame.
+        frame: u64,
+        /// The frames' contents.
+        #[serde(with = "wire_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 impl XenCall {
@@ -473,6 +500,8 @@ impl XenCall {
             XenCall::XsRelease { .. } => "xs_release",
             XenCall::XsGetDomainPath { .. } => "xs_get_domain_path",
             XenCall::StopHost => "stop_host",
+            XenCall::ResourceRead { .. } => "resource_read",
+            XenCall::ResourceWrite { .. } => "resource_write",
         }
     }
 }
@@ -586,6 +615,14 @@ pub enum XenReply {
     TxId(WireResult<u32>),
     /// For [`XenCall::XsGetDomainPath`].
     Path(WireResult<String>),
+    /// For [`XenCall::ResourceRead`] (a resource write answers [`XenReply::Unit`]).
+    ResourceRead {
+        /// The result.
+        ret: WireResult<()>,
+        /// The frames.
+        #[serde(with = "wire_bytes")]
+        buf: Vec<u8>,
+    },
 }
 
 // ---------------------------------------------------------------------------------
@@ -713,6 +750,30 @@ fn dispatch_inner<X: Xen + ?Sized>(x: &mut X, call: XenCall) -> Result<XenReply,
             let ret = wire(x.foreign_write(DomId::new(dom), &mfns, &buf, &mut errs));
             XenReply::ForeignWrite { ret, errs }
         }
+        XenCall::ResourceRead {
+            dom,
+            type_,
+            id,
+            frame,
+            buf_len,
+        } => {
+            let mut buf = vec![0u8; out_len("resource_read buffer", buf_len, 1)?];
+            let ret = wire(x.resource_read(DomId::new(dom), type_, id, frame, &mut buf));
+            XenReply::ResourceRead { ret, buf }
+        }
+        XenCall::ResourceWrite {
+            dom,
+            type_,
+            id,
+            frame,
+            data,
+        } => XenReply::Unit(wire(x.resource_write(
+            DomId::new(dom),
+            type_,
+            id,
+            frame,
+            &data,
+        ))),
         XenCall::EvtchnBindInterdomain {
             remote,
             remote_port,
@@ -1176,6 +1237,7 @@ fn reply_kind(r: &XenReply) -> &'static str {
         XenReply::Watch(_) => "Watch",
         XenReply::TxId(_) => "TxId",
         XenReply::Path(_) => "Path",
+        XenReply::ResourceRead { .. } => "ResourceRead",
     }
 }
 
@@ -1360,6 +1422,48 @@ impl<S: Read + Write> Xen for RemoteXen<S> {
             }
             other => Err(self.mismatch(op, &other)),
         }
+    }
+
+    fn resource_read(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        buf: &mut [u8],
+    ) -> Result<(), XenError> {
+        let op = "resource_read";
+        let call = XenCall::ResourceRead {
+            dom: dom.get(),
+            type_,
+            id,
+            frame,
+            buf_len: buf.len() as u64,
+        };
+        match self.call(&call)? {
+            XenReply::ResourceRead { ret, buf: b } => {
+                self.copy_back(op, buf, &b)?;
+                ret.map_err(Into::into)
+            }
+            other => Err(self.mismatch(op, &other)),
+        }
+    }
+
+    fn resource_write(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        data: &[u8],
+    ) -> Result<(), XenError> {
+        self.unit(&XenCall::ResourceWrite {
+            dom: dom.get(),
+            type_,
+            id,
+            frame,
+            data: data.to_vec(),
+        })
     }
 
     fn evtchn_bind_interdomain(

@@ -91,6 +91,28 @@ impl XsPerm {
     }
 }
 
+/// `XENMEM_resource_grant_table`: a domain's grant table, as
+/// `XENMEM_acquire_resource` (and privcmd's `IOCTL_PRIVCMD_MMAP_RESOURCE`) name it.
+pub const XENMEM_RESOURCE_GRANT_TABLE: u16 = 1;
+/// `XENMEM_resource_grant_table_id_shared`: the grant entries themselves.
+pub const XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED: u32 = 0;
+/// `XENMEM_resource_grant_table_id_status`: the v2 status frames.
+pub const XENMEM_RESOURCE_GRANT_TABLE_ID_STATUS: u32 = 1;
+
+/// `GNTTAB_RESERVED_CONSOLE`: the grant entry the builder fills for the console ring.
+pub const GNTTAB_RESERVED_CONSOLE: u32 = 0;
+/// `GNTTAB_RESERVED_XENSTORE`: the grant entry through which xenstored maps the store
+/// ring.
+pub const GNTTAB_RESERVED_XENSTORE: u32 = 1;
+/// `GTF_permit_access` (a v1 entry's `flags`): the entry grants `domid` access to
+/// `frame`.
+pub const GTF_PERMIT_ACCESS: u16 = 1;
+/// `GTF_readonly`: the grantee may only map the frame read-only.
+pub const GTF_READONLY: u16 = 1 << 2;
+/// The bytes of one `grant_entry_v1` (`flags` u16, `domid` u16, `frame` u32, little
+/// endian).
+pub const GRANT_ENTRY_V1_SIZE: usize = 8;
+
 /// The privileged interface a dom0 toolstack has to Xen (hypercalls through privcmd,
 /// foreign memory, the event channel device and xenstore).
 ///
@@ -180,6 +202,43 @@ pub trait Xen {
         mfns: &[Mfn],
         buf: &[u8],
         errs: &mut [i32],
+    ) -> Result<(), XenError>;
+
+    /// Reads `buf.len() / 4096` frames of resource (`type_`, `id`) of `dom` from frame
+    /// `frame` on: privcmd's `IOCTL_PRIVCMD_MMAP_RESOURCE`, i.e. Xen's
+    /// `XENMEM_acquire_resource` plus a copy out of the mapping. For a PV domain the one
+    /// resource is [`XENMEM_RESOURCE_GRANT_TABLE`] id
+    /// [`XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED`]; acquiring frames beyond the table's
+    /// current size grows it (up to createdomain's `max_grant_frames`), as Xen does.
+    ///
+    /// # Errors
+    /// [`XenError::BadArgument`] if `buf` is empty or not whole pages; otherwise Xen
+    /// 4.17's errno: `ESRCH` no such domain, `EPERM` the caller's own domain,
+    /// `EOPNOTSUPP` an unknown `type_`, `EINVAL` a resource the domain does not have
+    /// (other ids, v2 status frames of a v1 table, ioreq/vmtrace of a PV domain) or
+    /// frames beyond its maximum size. (4.17 has no `E2BIG`: Xen before 4.15 refused
+    /// more than 32 frames per call with it; 4.17 continues the hypercall instead.)
+    fn resource_read(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        buf: &mut [u8],
+    ) -> Result<(), XenError>;
+
+    /// Writes whole frames of a resource, as [`Xen::resource_read`] reads them (the
+    /// same mapping, written through).
+    ///
+    /// # Errors
+    /// As [`Xen::resource_read`].
+    fn resource_write(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        data: &[u8],
     ) -> Result<(), XenError>;
 
     /// Event channel device: bind to `remote_port` of `remote` (`IOCTL_EVTCHN_BIND_INTERDOMAIN`).
@@ -284,10 +343,15 @@ pub trait Xen {
     /// # Errors
     /// xenstored's errno.
     fn xs_transaction_end(&mut self, tx: XsTxId, commit: bool) -> Result<(), XenError>;
-    /// xenstore INTRODUCE: xenstored starts serving `dom` over its ring at `mfn`.
+    /// xenstore INTRODUCE: xenstored starts serving `dom` over its store ring. Xen
+    /// 4.17's xenstored ignores `mfn` (it is carried for older xenstoreds): it maps the
+    /// ring through `dom`'s grant entry [`GNTTAB_RESERVED_XENSTORE`], which the builder
+    /// (or restore) must have seeded with [`GTF_PERMIT_ACCESS`], xenstored's domain and
+    /// the ring's frame.
     ///
     /// # Errors
-    /// xenstored's errno.
+    /// xenstored's errno; `EINVAL` when the grant entry does not let xenstored map the
+    /// ring (the mapping through gntdev fails).
     fn xs_introduce(&mut self, dom: DomId, mfn: Mfn, port: Port) -> Result<(), XenError>;
     /// xenstore RELEASE: xenstored forgets `dom` (fires `@releaseDomain`).
     ///
@@ -299,4 +363,59 @@ pub trait Xen {
     /// # Errors
     /// xenstored's errno.
     fn xs_get_domain_path(&mut self, dom: DomId) -> Result<String, XenError>;
+}
+
+/// How many frames a [`Xen::resource_read`]/[`Xen::resource_write`] buffer of `len`
+/// bytes covers.
+///
+/// # Errors
+/// [`XenError::BadArgument`] if `len` is zero, not a multiple of the page size, or
+/// more frames than the 32-bit `nr_frames` can say.
+pub fn resource_frames(op: &'static str, len: usize) -> Result<u32, XenError> {
+    let page = crate::types::PAGE_SIZE;
+    if len == 0 || len % page != 0 {
+        return Err(XenError::BadArgument {
+            op,
+            what: format!("{len} bytes is not a whole, nonzero number of pages"),
+        });
+    }
+    u32::try_from(len / page).map_err(|_| XenError::BadArgument {
+        op,
+        what: format!("{} frames do not fit nr_frames", len / page),
+    })
+}
+
+/// One version 1 grant entry, decoded (`grant_entry_v1_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GrantEntryV1 {
+    /// `GTF_*` flags.
+    pub flags: u16,
+    /// The domain granted access.
+    pub domid: u16,
+    /// The frame (for a PV granter its MFN).
+    pub frame: u32,
+}
+
+impl GrantEntryV1 {
+    /// Reads entry `index` of a grant-table frame (`None` past the frame's end).
+    #[must_use]
+    pub fn read(page: &[u8], index: usize) -> Option<GrantEntryV1> {
+        let off = index.checked_mul(GRANT_ENTRY_V1_SIZE)?;
+        let b = page.get(off..off + GRANT_ENTRY_V1_SIZE)?;
+        Some(GrantEntryV1 {
+            flags: u16::from_le_bytes([b[0], b[1]]),
+            domid: u16::from_le_bytes([b[2], b[3]]),
+            frame: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        })
+    }
+
+    /// The entry's 8 bytes.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; GRANT_ENTRY_V1_SIZE] {
+        let mut b = [0u8; GRANT_ENTRY_V1_SIZE];
+        b[0..2].copy_from_slice(&self.flags.to_le_bytes());
+        b[2..4].copy_from_slice(&self.domid.to_le_bytes());
+        b[4..8].copy_from_slice(&self.frame.to_le_bytes());
+        b
+    }
 }

@@ -10,7 +10,7 @@
 //! | PAGE_DATA | `populate_physmap` of new PFNs (and of PFNs a page table names before their own data arrives), page tables **localised** (PFN → new MFN), foreign writes |
 //! | X86_TSC_INFO | settscinfo |
 //! | SHARED_INFO, vCPU records | stashed |
-//! | libxc END | start_info fixed (store/console PFN → MFN + new ports, nr_pages, shared_info, flags 0); setvcpucontext (rdx, cr3, cr1, GDT frames PFN → MFN, online), set_ext_vcpucontext, setvcpuextstate and set_vcpu_msrs (when the stream has them); `mmuext_op` pin of every LPINTAB table; the guest's p2m frames rewritten with the new MFNs; shared_info copied (vcpu_info and arch; frame_list_list 0, nothing pending, **every event channel masked**) |
+//! | libxc END | start_info fixed (store/console PFN → MFN + new ports, nr_pages, shared_info, flags 0); setvcpucontext (rdx, cr3, cr1, GDT frames PFN → MFN, online), set_ext_vcpucontext, setvcpuextstate and set_vcpu_msrs (when the stream has them); `mmuext_op` pin of every LPINTAB table; the guest's p2m frames rewritten with the new MFNs; shared_info copied (vcpu_info and arch; frame_list_list 0, nothing pending, **every event channel masked**); grant entries 0 and 1 seeded for the console and store rings ([`crate::build::seed_grant_table`], libxc's `xc_dom_gnttab_seed`) |
 //! | libxl END | xenstore home written (name, domid, memory, cpu, store, console, control/shutdown = ""), `xs_introduce`; unpaused unless [`RestoreOptions::paused`] |
 //!
 //! **Failure**: any error destroys the half-restored domain (xenstored releases it,
@@ -57,6 +57,10 @@ pub struct RestoreOptions<'a> {
     pub paused: bool,
     /// A configuration overriding the one in the stream.
     pub config: Option<DomainConfig>,
+    /// A name overriding the stream's (and `config`'s), as an edited copy of the
+    /// config file given to `xl restore` would: the way to restore a copy next to a
+    /// domain that still has the saved name.
+    pub name: Option<String>,
     /// vCPU count when neither the stream nor `config` says.
     pub default_vcpus: u32,
     /// The domain serving xenstore (remote end of the store channel).
@@ -72,6 +76,7 @@ impl Default for RestoreOptions<'_> {
         Self {
             paused: true,
             config: None,
+            name: None,
             default_vcpus: 1,
             store_domid: DomId::DOM0,
             console_domid: DomId::DOM0,
@@ -151,6 +156,15 @@ pub enum RestoreError {
     /// The configuration cannot be used.
     #[error("restore: bad domain configuration: {0}")]
     Config(String),
+    /// Another domain already has the stream's (or the override's) name; refused before
+    /// the domain is created, with libxl's message.
+    #[error("restore: Domain with name \"{name}\" already exists.")]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// The domain that has it.
+        domid: DomId,
+    },
     /// The restore failed and destroying the new domain failed too.
     #[error("{original}; destroying the half-restored d{domid} failed too ({cleanup})")]
     CleanupFailed {
@@ -309,6 +323,11 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
             what,
             source,
         }
+    }
+
+    /// The new domain's name: [`RestoreOptions::name`], else the configuration's.
+    fn name(&self, cfg: &Cfg) -> Option<String> {
+        self.opts.name.clone().or_else(|| cfg.name.clone())
     }
 
     fn dom(&self) -> Result<DomId, RestoreError> {
@@ -548,6 +567,16 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
                 None,
                 format!("the p2m covers {size} pages, more than the host has ({host})"),
             ));
+        }
+        if let Some(name) = &self.name(&cfg) {
+            if let Some(other) = crate::build::domain_named(self.x, name)
+                .map_err(self.xen(None, "looking for a domain of the same name"))?
+            {
+                return Err(RestoreError::NameInUse {
+                    name: name.clone(),
+                    domid: other,
+                });
+            }
         }
         let handle = cfg.handle.unwrap_or([0; 16]);
         let dom =
@@ -809,7 +838,18 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
         }
         self.pin()?;
         self.update_guest_p2m(dom)?;
-        self.write_shared_info(dom, info.shared_info_frame, &shinfo)
+        self.write_shared_info(dom, info.shared_info_frame, &shinfo)?;
+        // x86_pv_stream_complete ends with xc_dom_gnttab_seed: 4.17's xenstored maps the
+        // store ring through grant entry 1 when libxl introduces the domain.
+        crate::build::seed_grant_table(
+            self.x,
+            dom,
+            crate::build::GrantSeed {
+                console: Some((self.console_mfn, self.opts.console_domid)),
+                store: Some((self.store_mfn, self.opts.store_domid)),
+            },
+        )
+        .map_err(self.xen(None, "seeding the grant table"))
     }
 
     fn process_start_info(
@@ -959,9 +999,8 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
             max_memkb: None,
             handle: None,
         });
-        let name = cfg
-            .name
-            .clone()
+        let name = self
+            .name(&cfg)
             .unwrap_or_else(|| format!("restored-{}", dom.get()));
         let memory_kib = cfg.memory_kib.unwrap_or((self.max_pfn + 1) * 4);
         let nodes = bxs::domain_nodes(&bxs::DomainXs {
@@ -1031,4 +1070,117 @@ impl<X: Xen + ?Sized> Restorer<'_, '_, X> {
 
 fn is_xen_slot(level: u8, index: usize) -> bool {
     level == 4 && (ROOT_PAGETABLE_FIRST_XEN_SLOT..=ROOT_PAGETABLE_LAST_XEN_SLOT).contains(&index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{build, BuildOptions, KernelImage};
+    use crate::config::KernelSpec;
+    use crate::save::{save, AfterSave, SaveOptions};
+    use hypervisor::abi::sysctl::{self as sc, SysctlPhysinfo, XenSysctl};
+    use hypervisor::model::{Model, ModelConfig};
+
+    fn model() -> Model {
+        Model::new(ModelConfig {
+            machine_frames: 16384,
+        })
+    }
+
+    fn free_pages(m: &mut Model) -> u64 {
+        let mut s = XenSysctl::new(sc::XEN_SYSCTL_PHYSINFO);
+        m.sysctl(&mut s, &mut []).unwrap();
+        s.payload::<SysctlPhysinfo>().free_pages
+    }
+
+    /// A running counter guest named `name`, saved (`after` decides its fate).
+    fn saved(m: &mut Model, name: &str, after: AfterSave) -> (DomId, Vec<u8>) {
+        let toy = guest_model::toy("counter", "pages=16 report=0").expect("toy");
+        let image = KernelImage::from_flat(toy.bytes.clone(), toy.virt_base, toy.entry)
+            .and_then(|i| i.with_hypercall_page(toy.hypercall_page))
+            .expect("image");
+        let mut cfg = DomainConfig::new(name, 4, KernelSpec::Toy("counter".into()));
+        cfg.extra = Some("pages=16 report=0".into());
+        let d = build(m, &cfg, &image, &BuildOptions::default(), None).expect("build");
+        m.run(2_000_000);
+        let mut out = Vec::new();
+        save(
+            m,
+            d.domid,
+            &mut out,
+            SaveOptions {
+                after,
+                ..SaveOptions::default()
+            },
+        )
+        .expect("save");
+        (d.domid, out)
+    }
+
+    /// libxc's entry bytes, by hand: GTF_permit_access (1), domid, frame (LE).
+    fn entry(domid: u16, frame: Mfn) -> Vec<u8> {
+        let mut b = vec![1u8, 0];
+        b.extend_from_slice(&domid.to_le_bytes());
+        b.extend_from_slice(&u32::try_from(frame.get()).unwrap().to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn restore_seeds_grant_entries_0_and_1_before_introducing() {
+        let mut m = model();
+        let (_, stream) = saved(&mut m, "seeded", AfterSave::Destroy);
+        let r = restore(&mut m, &stream[..], RestoreOptions::default()).expect("restore");
+        let mut page = vec![0u8; PAGE_SIZE];
+        m.resource_read(
+            r.domid,
+            hypervisor::XENMEM_RESOURCE_GRANT_TABLE,
+            hypervisor::XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED,
+            0,
+            &mut page,
+        )
+        .expect("grant frame 0");
+        assert_eq!(&page[0..8], &entry(0, r.console.0)[..], "console entry");
+        assert_eq!(&page[8..16], &entry(0, r.store.0)[..], "xenstore entry");
+        assert!(page[16..].iter().all(|&b| b == 0));
+        // (restore returned Ok: the model's xenstored accepted INTRODUCE, which it
+        // refuses without entry 1 — see the builder's no-seed test.)
+        m.check_invariants().expect("invariants");
+    }
+
+    #[test]
+    fn restore_refuses_a_name_in_use_before_creating_anything() {
+        let mut m = model();
+        let (src, stream) = saved(&mut m, "twin", AfterSave::Checkpoint);
+        let free = free_pages(&mut m);
+        let ids = m.domain_ids();
+        let e = restore(&mut m, &stream[..], RestoreOptions::default())
+            .expect_err("the source still runs as `twin`");
+        assert!(
+            matches!(&e, RestoreError::NameInUse { name, domid } if name == "twin" && *domid == src),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "restore: Domain with name \"twin\" already exists."
+        );
+        assert_eq!(m.domain_ids(), ids, "no domain was created");
+        assert_eq!(free_pages(&mut m), free, "no frame was allocated");
+        // Under another name it restores.
+        let r = restore(
+            &mut m,
+            &stream[..],
+            RestoreOptions {
+                name: Some("twin-copy".into()),
+                ..RestoreOptions::default()
+            },
+        )
+        .expect("restore as twin-copy");
+        assert_eq!(r.name, "twin-copy");
+        assert_eq!(
+            m.xs_read(XS_NO_TX, &format!("/local/domain/{}/name", r.domid.get()))
+                .unwrap(),
+            b"twin-copy"
+        );
+        m.check_invariants().expect("invariants");
+    }
 }

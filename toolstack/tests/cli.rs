@@ -302,13 +302,19 @@ fn save_c_keeps_the_domain_running_and_save_p_leaves_it_paused() {
     h.ok(&["save", "-p", "cli-c", file_p.to_str().unwrap()]);
     let (_, _, _, _, state) = row(&h, id).expect("save -p keeps the domain");
     assert_eq!(&state[2..3], "p", "{state}");
-    // A second domain of the same name: by-name commands refuse to guess.
-    let id2 = new_id(&h.ok(&["restore", file.to_str().unwrap()]));
-    let o = h.xi(&["destroy", "cli-c"]);
+    // A second domain of the same name is refused, as libxl refuses it.
+    let o = h.xi(&["restore", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("give the id"), "{err}");
-    h.ok(&["destroy", &id2.to_string()]);
+    assert!(
+        err.contains("Domain with name \"cli-c\" already exists."),
+        "{err}"
+    );
+    assert_eq!(
+        h.ok(&["list"]).matches("cli-c").count(),
+        1,
+        "no second domain"
+    );
     h.ok(&["destroy", "cli-c"]);
 }
 

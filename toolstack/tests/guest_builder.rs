@@ -221,7 +221,9 @@ fn every_guest_builds_from_config_text() {
         ("pagetable", ""),
         ("pingpong", "role=ping"),
     ] {
-        let c = cfg(&format!("toy:{guest}"), 4, extra);
+        // Names are unique on a host (libxl refuses a second "k").
+        let mut c = cfg(&format!("toy:{guest}"), 4, extra);
+        c.name = format!("k-{guest}");
         let d = build::create(&mut m, &c, &BuildOptions::default()).expect(guest);
         let home = format!("/local/domain/{}", d.domid.get());
         assert_eq!(m.xs_get_domain_path(d.domid).unwrap(), home);

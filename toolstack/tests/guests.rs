@@ -779,8 +779,13 @@ fn checkpoint_save_resumes_in_place_with_1() {
     let st = g.check(&mut m, Stop::Anywhere);
     assert_eq!((st.suspends, st.resumes, st.cancels), (1, 0, 1));
     g.check_resumed_state(&mut m);
-    // And the checkpoint restores into a domain that resumes with 0.
-    let r = restore(&mut m, &out[..], RestoreOptions::default()).expect("restore");
+    // And the checkpoint restores into a domain that resumes with 0 (under a name of
+    // its own: the source still runs under the saved one).
+    let opts = RestoreOptions {
+        name: Some("c-copy".into()),
+        ..RestoreOptions::default()
+    };
+    let r = restore(&mut m, &out[..], opts).expect("restore");
     xc::unpause(&mut m, r.domid).unwrap();
     let g2 = G {
         dom: r.domid,

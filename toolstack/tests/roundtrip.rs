@@ -570,8 +570,12 @@ fn checkpoint_continues_the_same_domain_with_suspend_returning_1() {
     assert_eq!(st.cancels, snap.status.cancels + 1);
     assert_eq!(st.resumes, snap.status.resumes);
     assert!(st.steps > snap.status.steps);
-    // The stream is complete and restores too.
-    let r = restore(&mut m, &stream[..], RestoreOptions::default()).expect("restore");
+    // The stream is complete and restores too (as a copy with a name of its own).
+    let opts = RestoreOptions {
+        name: Some("counter-copy".into()),
+        ..RestoreOptions::default()
+    };
+    let r = restore(&mut m, &stream[..], opts).expect("restore");
     m.check_invariants().unwrap();
     xc::destroy(&mut m, r.domid).unwrap();
 }
@@ -846,6 +850,26 @@ impl Xen for ExtState<'_> {
         errs: &mut [i32],
     ) -> Result<(), XenError> {
         Xen::foreign_write(self.m, dom, mfns, buf, errs)
+    }
+    fn resource_read(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        buf: &mut [u8],
+    ) -> Result<(), XenError> {
+        Xen::resource_read(self.m, dom, type_, id, frame, buf)
+    }
+    fn resource_write(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        data: &[u8],
+    ) -> Result<(), XenError> {
+        Xen::resource_write(self.m, dom, type_, id, frame, data)
     }
     fn evtchn_bind_interdomain(
         &mut self,

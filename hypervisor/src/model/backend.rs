@@ -202,6 +202,40 @@ impl Xen for Model {
         Ok(())
     }
 
+    fn resource_read(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        buf: &mut [u8],
+    ) -> Result<(), XenError> {
+        const OP: &str = "privcmd mmap_resource";
+        let nr = crate::xen::resource_frames(OP, buf.len())?;
+        let mfns = wrap(OP, self.acquire_resource(dom, type_, id, frame, nr))?;
+        for (chunk, &mfn) in buf.chunks_exact_mut(PAGE_SIZE).zip(&mfns) {
+            chunk.copy_from_slice(&wrap(OP, self.mem.page(mfn))?[..]);
+        }
+        Ok(())
+    }
+
+    fn resource_write(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        data: &[u8],
+    ) -> Result<(), XenError> {
+        const OP: &str = "privcmd mmap_resource";
+        let nr = crate::xen::resource_frames(OP, data.len())?;
+        let mfns = wrap(OP, self.acquire_resource(dom, type_, id, frame, nr))?;
+        for (chunk, &mfn) in data.chunks_exact(PAGE_SIZE).zip(&mfns) {
+            wrap(OP, self.mem.guest_write(mfn, 0, chunk))?;
+        }
+        Ok(())
+    }
+
     fn evtchn_bind_interdomain(
         &mut self,
         remote: DomId,

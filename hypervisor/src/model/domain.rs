@@ -215,6 +215,8 @@ pub struct Domain {
     pub address_size: u32,
     /// TSC configuration.
     pub tsc: TscInfo,
+    /// The grant table (shared frames).
+    pub grant: crate::model::grant::GrantTable,
 }
 
 /// What `XEN_DOMCTL_createdomain` asks for, decoded from its 4.17 payload.

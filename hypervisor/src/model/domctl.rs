@@ -25,6 +25,10 @@ pub(crate) fn is_canonical(va: u64) -> bool {
     top == 0 || top == -1
 }
 
+/// Xen's `SHUTDOWN_CODE_INVALID` (`~0u`): the `shutdown_code` of a domain that has
+/// not shut down (nor latched a code).
+pub(crate) const SHUTDOWN_CODE_INVALID: u32 = !0;
+
 impl Model {
     /// Executes one `domctl` issued by `caller`.
     ///
@@ -269,9 +273,17 @@ impl Model {
         if d.dying {
             flags |= dc::XEN_DOMINF_DYING;
         }
-        if let Some(reason) = d.shutdown {
-            flags |= dc::XEN_DOMINF_SHUTDOWN | ((reason & 0xff) << dc::XEN_DOMINF_SHUTDOWNSHIFT);
+        if d.shutdown.is_some() {
+            flags |= dc::XEN_DOMINF_SHUTDOWN;
         }
+        // Xen ORs in `shutdown_code << XEN_DOMINF_shutdownshift` unconditionally: the
+        // reason once shut down (or latched by SCHEDOP_shutdown_code), else
+        // SHUTDOWN_CODE_INVALID (~0u), whose shift leaves 0xffff0000 in the flags.
+        let code = d
+            .shutdown
+            .or(d.shutdown_code)
+            .map_or(SHUTDOWN_CODE_INVALID, |r| r & 0xff);
+        flags |= code << dc::XEN_DOMINF_SHUTDOWNSHIFT;
         if d.pause_count > 0 {
             flags |= dc::XEN_DOMINF_PAUSED;
         }

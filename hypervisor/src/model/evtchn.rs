@@ -1192,6 +1192,7 @@ mod tests {
                     evtchn: EvtchnTable::new(max_port),
                     address_size: 64,
                     tsc: Default::default(),
+                    grant: Default::default(),
                 },
             );
         }

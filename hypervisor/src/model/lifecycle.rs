@@ -52,6 +52,7 @@ impl Model {
             evtchn: EvtchnTable::new(4095),
             address_size: 64,
             tsc: TscInfo::default(),
+            grant: crate::model::grant::GrantTable::default(),
         };
         d.vcpus[0].initialised = true;
         d.vcpus[0].up = true;
@@ -126,6 +127,8 @@ impl super::Model {
         if req.emulation_flags != 0 && req.emulation_flags != EMU_PIT {
             return Err(Errno::EOPNOTSUPP);
         }
+        let max_grant_frames =
+            super::grant::check_sizes(req.max_grant_frames, req.max_maptrack_frames)?;
         let id = self.choose_domid(req.domid)?;
         // Xen 4.17 passes max_evtchn_port straight to evtchn_init: 0 leaves the domain
         // with no usable port (libxl's default is 1023).
@@ -161,9 +164,19 @@ impl super::Model {
                 incarnation: 0,
                 elapsed_offset_ns: 0,
             },
+            grant: super::grant::GrantTable {
+                max_frames: max_grant_frames,
+                frames: Vec::new(),
+            },
         };
         self.init_shared_info(shared_info);
         self.domains.insert(id, dom);
+        // grant_table_init allocates INITIAL_NR_GRANT_FRAMES at creation.
+        if let Err(e) = self.grant_grow(id, super::grant::INITIAL_NR_GRANT_FRAMES) {
+            self.domains.remove(&id);
+            self.mem.destroy_domain(id);
+            return Err(e);
+        }
         self.last_domid = id.get();
         Ok(id)
     }
@@ -394,6 +407,39 @@ impl Model {
                     "{:?}: shared_info {:?} not owned by it",
                     d.id, d.shared_info
                 )));
+            }
+            for &g in &d.grant.frames {
+                let f = self.mem.frame(g);
+                if f.map(|f| (f.owner, f.kind)) != Some((Some(d.id), mm::FrameKind::XenHeap)) {
+                    return Err(InvariantError(format!(
+                        "{:?}: grant frame {g:?} is not a Xen-heap page it owns",
+                        d.id
+                    )));
+                }
+            }
+            if d.grant.frames.len() > d.grant.max_frames.max(1) as usize {
+                return Err(InvariantError(format!(
+                    "{:?}: {} grant frames, more than max_grant_frames {}",
+                    d.id,
+                    d.grant.frames.len(),
+                    d.grant.max_frames
+                )));
+            }
+            // Every Xen-heap page a live domain owns is its shared_info or one of its
+            // grant frames: nothing Xen allocated for it leaks.
+            if let Some(dm) = self.mem.doms.get(&d.id) {
+                let heap = dm
+                    .frames
+                    .iter()
+                    .filter(|&&m| self.mem.frame(m).map(|f| f.kind) == Some(mm::FrameKind::XenHeap))
+                    .count();
+                if heap != 1 + d.grant.frames.len() {
+                    return Err(InvariantError(format!(
+                        "{:?}: owns {heap} Xen-heap pages, expected shared_info + {} grant frames",
+                        d.id,
+                        d.grant.frames.len()
+                    )));
+                }
             }
             if d.vcpus.len() > d.max_vcpus as usize {
                 return Err(InvariantError(format!(

@@ -14,6 +14,7 @@ pub mod console;
 pub mod domain;
 mod domctl;
 pub mod evtchn;
+pub mod grant;
 mod hypercall;
 pub mod invariants;
 mod lifecycle;
@@ -23,6 +24,8 @@ mod services;
 pub mod testkit;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_grant;
 #[cfg(test)]
 mod tests_run;
 pub mod time;

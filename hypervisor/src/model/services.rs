@@ -31,19 +31,18 @@ pub(crate) struct Services {
 const DOM0: DomId = DomId::DOM0;
 
 impl Model {
-    /// xenstore INTRODUCE: xenstored binds to the domain's store port and starts
-    /// serving its ring.
-    pub(crate) fn introduce_domain(&mut self, dom: DomId, mfn: Mfn, port: Port) -> XenResult<()> {
+    /// xenstore INTRODUCE: xenstored maps the domain's store ring through its grant
+    /// entry `GNTTAB_RESERVED_XENSTORE` (4.17 ignores the MFN argument, `_mfn`), binds
+    /// to the domain's store port and starts serving the ring.
+    pub(crate) fn introduce_domain(&mut self, dom: DomId, _mfn: Mfn, port: Port) -> XenResult<()> {
         let d = self.domain(dom)?;
         if d.privileged {
-            return Err(Errno::EINVAL);
-        }
-        if self.mem.frame(mfn).and_then(|f| f.owner) != Some(dom) {
             return Err(Errno::EINVAL);
         }
         if self.services.store.contains_key(&dom) {
             return Err(Errno::EEXIST);
         }
+        let mfn = self.store_grant_frame(dom)?;
         let local = self.evtchn_bind_interdomain(DOM0, dom, port)?;
         if let Err(e) = self.xenstore.introduce(dom, mfn, port) {
             let _ = self.evtchn_close(DOM0, DomId::SELF, local);

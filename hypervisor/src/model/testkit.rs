@@ -42,6 +42,7 @@ impl MiniGuest {
         let dom = m.create_domain(&CreateDomain {
             max_vcpus: 1,
             grant_opts: 1,
+            max_grant_frames: 32,
             max_evtchn_port: 1023,
             ..CreateDomain::default()
         })?;

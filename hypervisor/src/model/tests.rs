@@ -34,6 +34,7 @@ fn create(
     let mut p = dc::DomctlCreateDomain::new_zeroed();
     p.max_vcpus = 1;
     p.grant_opts = 1;
+    p.max_grant_frames = 32;
     p.max_evtchn_port = 1023;
     f(&mut p);
     d.set_payload(&p);
@@ -721,6 +722,7 @@ fn suspend_shutdown_records_start_info_and_notifies_dom0() {
     let store_port = m
         .evtchn_alloc_unbound(DomId::DOM0, g.dom, DomId::DOM0)
         .unwrap();
+    crate::model::tests_grant::seed_store(&mut m, g.dom, g.data[3]);
     m.xs_introduce(g.dom, g.data[3], store_port).unwrap();
     m.xs_watch("@releaseDomain", "rel").unwrap();
     assert_eq!(

@@ -373,37 +373,29 @@ impl Privcmd {
 }
 
 impl Privcmd {
-    /// Writes grant entry 1 (`GNTTAB_RESERVED_XENSTORE`) of `dom`'s grant table
-    /// (version 1 layout: flags u16, domid u16, frame u32) to grant dom0 access to `mfn`.
-    ///
-    /// # Errors
-    /// Mapping the grant table failed, or the MFN does not fit a v1 entry.
-    pub fn seed_store_grant(&mut self, dom: DomId, mfn: Mfn) -> Result<(), XenError> {
-        const XENMEM_RESOURCE_GRANT_TABLE: u32 = 1;
-        const GRANT_TABLE_ID_SHARED: u32 = 0;
-        const GNTTAB_RESERVED_XENSTORE: usize = 1;
-        const GTF_PERMIT_ACCESS: u16 = 1;
-        let frame = u32::try_from(mfn.get()).map_err(|_| XenError::BadArgument {
-            op: "seed xenstore grant",
-            what: format!("MFN {:#x} does not fit a v1 grant entry", mfn.get()),
-        })?;
-        let map = self.dev.map_resource(
-            dom.get(),
-            XENMEM_RESOURCE_GRANT_TABLE,
-            GRANT_TABLE_ID_SHARED,
-            0,
-            1,
-        )?;
-        let off = GNTTAB_RESERVED_XENSTORE * 8;
-        // domid (0: xenstored runs in dom0) and frame first, flags last.
-        // SAFETY: the one grant-table frame is mapped read/write.
-        unsafe {
-            map.write_bytes(off + 2, &0u16.to_le_bytes());
-            map.write_bytes(off + 4, &frame.to_le_bytes());
-            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-            map.write_bytes(off, &GTF_PERMIT_ACCESS.to_le_bytes());
-        }
-        Ok(())
+    /// Maps `len / 4096` frames of resource (`type_`, `id`) of `dom` from `frame` on
+    /// (`IOCTL_PRIVCMD_MMAP_RESOURCE`).
+    fn map_resource_frames(
+        &self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        len: usize,
+    ) -> Result<dev::ForeignMapping, XenError> {
+        const OP: &str = "privcmd mmap_resource";
+        let nr = crate::xen::resource_frames(OP, len)?;
+        // privcmd carries the first frame in 32 bits; Xen refuses a frame (or frame +
+        // count) that does not fit them with EINVAL.
+        let idx = u32::try_from(frame)
+            .ok()
+            .filter(|&f| u64::from(f) + u64::from(nr) <= u64::from(u32::MAX))
+            .ok_or(XenError::Xen {
+                op: OP,
+                errno: crate::Errno::EINVAL,
+            })?;
+        self.dev
+            .map_resource(dom.get(), u32::from(type_), id, idx, nr)
     }
 }
 
@@ -777,6 +769,39 @@ impl Xen for Privcmd {
         self.foreign("foreign_write", dom, mfns, ForeignIo::Write(buf), errs)
     }
 
+    fn resource_read(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        buf: &mut [u8],
+    ) -> Result<(), XenError> {
+        let map = self.map_resource_frames(dom, type_, id, frame, buf.len())?;
+        for (i, page) in buf.chunks_exact_mut(PAGE_SIZE).enumerate() {
+            // SAFETY: every page of the mapping is backed (the ioctl succeeded as a
+            // whole).
+            unsafe { map.read_page(i, page) };
+        }
+        Ok(())
+    }
+
+    fn resource_write(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        data: &[u8],
+    ) -> Result<(), XenError> {
+        let map = self.map_resource_frames(dom, type_, id, frame, data.len())?;
+        for (i, page) in data.chunks_exact(PAGE_SIZE).enumerate() {
+            // SAFETY: every page of the mapping is backed and mapped read/write.
+            unsafe { map.write_page(i, page) };
+        }
+        Ok(())
+    }
+
     fn evtchn_bind_interdomain(
         &mut self,
         remote: DomId,
@@ -841,10 +866,8 @@ impl Xen for Privcmd {
     }
     fn xs_introduce(&mut self, dom: DomId, mfn: Mfn, port: Port) -> Result<(), XenError> {
         // Xen 4.17's xenstored ignores the MFN and maps the ring through the guest's
-        // grant entry GNTTAB_RESERVED_XENSTORE; seed it as libxc's
-        // xc_dom_gnttab_seed does, so the trait's contract ("serve dom over its ring at
-        // mfn") holds. A failure here leaves the plain INTRODUCE to report.
-        let _ = self.seed_store_grant(dom, mfn);
+        // grant entry GNTTAB_RESERVED_XENSTORE, which the toolstack seeds
+        // (resource_write) before introducing, as libxc does.
         self.xs()?.introduce(dom, mfn, port)
     }
     fn xs_release(&mut self, dom: DomId) -> Result<(), XenError> {

@@ -44,6 +44,7 @@ fn create(x: &mut dyn Xen) -> Result<u16, XenError> {
     let mut p = dc::DomctlCreateDomain::new_zeroed();
     p.max_vcpus = 1;
     p.grant_opts = 1;
+    p.max_grant_frames = 32;
     p.max_evtchn_port = 1023;
     d.set_payload(&p);
     x.domctl(&mut d, &mut [])?;

@@ -23,11 +23,12 @@
 //! | pin | `mmuext_op(MMUEXT_PIN_L4_TABLE, l4 mfn)`, foreigndom = the guest | `bootlate_pv` |
 //! | shared_info | foreign write: zeroed, every vCPU's upcall masked | `shared_info_x86_64` |
 //! | vcpu context | `domctl setvcpucontext(0)` | `vcpu_x86_64` |
+//! | seed grant table | [`seed_grant_table`]: `resource_read`/`resource_write` of grant frame 0 | `xc_dom_gnttab_init` (`xc_dom_gnttab_seed`) |
 //! | xenstore | one transaction of writes and set_perms ([`xenstore`]) | `libxl__build_post` |
 //! | introduce | `xs_introduce(dom, store mfn, store port)` | `libxl__build_post` |
 //! | unpause | `domctl unpausedomain` (unless [`BuildOptions::paused`]) | `domcreate_complete` |
 //!
-//! Left out: grant-table seeding (the model has no grant tables), CPUID policy, vNUMA,
+//! Left out: CPUID policy, vNUMA,
 //! superpages (the model populates 4 KiB pages only), initrd, a p2m outside the initial
 //! mapping (`XEN_ELFNOTE_INIT_P2M`).
 //!
@@ -151,6 +152,8 @@ pub enum BuildStep {
     SharedInfo,
     /// `XEN_DOMCTL_setvcpucontext` for vCPU 0.
     VcpuContext,
+    /// Seed grant entries 0 (console) and 1 (xenstore).
+    SeedGrantTable,
     /// Write the domain's xenstore nodes.
     Xenstore,
     /// Introduce the domain to xenstored.
@@ -161,7 +164,7 @@ pub enum BuildStep {
 
 impl BuildStep {
     /// Every step, in order.
-    pub const ALL: [BuildStep; 21] = [
+    pub const ALL: [BuildStep; 22] = [
         BuildStep::CheckXen,
         BuildStep::Layout,
         BuildStep::CreateDomain,
@@ -180,6 +183,7 @@ impl BuildStep {
         BuildStep::PinPageTables,
         BuildStep::SharedInfo,
         BuildStep::VcpuContext,
+        BuildStep::SeedGrantTable,
         BuildStep::Xenstore,
         BuildStep::Introduce,
         BuildStep::Unpause,
@@ -207,6 +211,7 @@ impl BuildStep {
             BuildStep::PinPageTables => "pin page tables",
             BuildStep::SharedInfo => "initialise shared_info",
             BuildStep::VcpuContext => "set vCPU 0 context",
+            BuildStep::SeedGrantTable => "seed grant table",
             BuildStep::Xenstore => "write xenstore entries",
             BuildStep::Introduce => "introduce to xenstored",
             BuildStep::Unpause => "unpause",
@@ -295,6 +300,15 @@ pub enum BuildError {
     /// The configuration cannot be built as it is.
     #[error("bad domain configuration: {0}")]
     Config(String),
+    /// Another domain already has the name (libxl: nonempty names are unique; refused
+    /// before anything is allocated).
+    #[error("Domain with name \"{name}\" already exists.")]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// The domain that has it.
+        domid: DomId,
+    },
     /// The kernel does not fit the guest.
     #[error("cannot lay out the guest's memory")]
     Layout(#[source] LayoutError),
@@ -369,7 +383,7 @@ impl BuildError {
     #[must_use]
     pub fn step(&self) -> Option<BuildStep> {
         match self {
-            BuildError::Config(_) => None,
+            BuildError::Config(_) | BuildError::NameInUse { .. } => None,
             BuildError::Layout(_) => Some(BuildStep::Layout),
             BuildError::Xen { step, .. }
             | BuildError::Foreign { step, .. }
@@ -515,6 +529,18 @@ pub fn build<X: Xen + ?Sized>(
         .ok_or_else(too_big)?;
     let layout = Layout::compute(image, nr_pages).map_err(BuildError::Layout)?;
     let handle = config.handle();
+    // libxl checks the name while making the domain (libxl__domain_make); the model
+    // does it first, so that a refusal allocates nothing.
+    if let Some(other) = domain_named(xen, &config.name).map_err(|source| BuildError::Xen {
+        step: BuildStep::CreateDomain,
+        domid: None,
+        source,
+    })? {
+        return Err(BuildError::NameInUse {
+            name: config.name.clone(),
+            domid: other,
+        });
+    }
 
     progress(BuildStep::CreateDomain);
     let mut create = XenDomctl::new(dc::XEN_DOMCTL_CREATEDOMAIN, DOMID_ANY);
@@ -823,6 +849,17 @@ impl<X: Xen + ?Sized> Builder<'_, X> {
             ctx.as_mut_bytes(),
         )?;
 
+        self.begin(BuildStep::SeedGrantTable);
+        seed_grant_table(
+            &mut *self.xen,
+            self.domid,
+            GrantSeed {
+                console: Some((console_mfn, DomId::DOM0)),
+                store: Some((store_mfn, DomId::DOM0)),
+            },
+        )
+        .map_err(|e| self.xen_err(e))?;
+
         self.begin(BuildStep::Xenstore);
         self.xenstore_touched = true;
         let nodes = xenstore::domain_nodes(&xenstore::DomainXs {
@@ -1056,4 +1093,105 @@ fn boot_context(layout: &Layout, l4: Mfn) -> VcpuGuestContext {
     c.flags = vc::VGCF_IN_KERNEL | vc::VGCF_ONLINE;
     c.ctrlreg[3] = vc::xen_pfn_to_cr3(l4.get());
     c
+}
+
+/// What [`seed_grant_table`] grants: for the console and the xenstore ring, the frame
+/// (a PV guest's MFN) and the backend domain; `None` leaves that entry alone (libxc's
+/// "no such page", gfn −1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantSeed {
+    /// Entry [`hypervisor::GNTTAB_RESERVED_CONSOLE`]: console ring and console backend.
+    pub console: Option<(Mfn, DomId)>,
+    /// Entry [`hypervisor::GNTTAB_RESERVED_XENSTORE`]: store ring and xenstored's domain.
+    pub store: Option<(Mfn, DomId)>,
+}
+
+/// Seeds `dom`'s reserved grant entries as libxc's `xc_dom_gnttab_seed` does (after
+/// building and at the end of a restore): maps grant-table frame 0 through
+/// `XENMEM_acquire_resource` and sets each entry to `GTF_permit_access`, the backend's
+/// domain and the ring's frame, leaving every other entry as it is. An entry whose
+/// backend is `dom` itself is left alone, as libxc does. Xen 4.17's xenstored maps the
+/// store ring through entry 1 on INTRODUCE, so this must come first.
+///
+/// # Errors
+/// The backend's error for mapping the grant table (Xen's errno), or a frame that does
+/// not fit a version 1 entry (32 bits).
+pub fn seed_grant_table<X: Xen + ?Sized>(
+    xen: &mut X,
+    dom: DomId,
+    seed: GrantSeed,
+) -> Result<(), XenError> {
+    const OP: &str = "seed grant table";
+    let mut page = vec![0u8; PAGE_SIZE];
+    xen.resource_read(
+        dom,
+        hypervisor::XENMEM_RESOURCE_GRANT_TABLE,
+        hypervisor::XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED,
+        0,
+        &mut page,
+    )?;
+    for (index, entry) in [
+        (hypervisor::GNTTAB_RESERVED_CONSOLE, seed.console),
+        (hypervisor::GNTTAB_RESERVED_XENSTORE, seed.store),
+    ] {
+        let Some((mfn, backend)) = entry else {
+            continue;
+        };
+        if backend == dom {
+            continue;
+        }
+        let frame = u32::try_from(mfn.get()).map_err(|_| XenError::BadArgument {
+            op: OP,
+            what: format!("MFN {mfn} does not fit a version 1 grant entry"),
+        })?;
+        let e = hypervisor::GrantEntryV1 {
+            flags: hypervisor::GTF_PERMIT_ACCESS,
+            domid: backend.get(),
+            frame,
+        };
+        let off = index as usize * hypervisor::GRANT_ENTRY_V1_SIZE;
+        page[off..off + hypervisor::GRANT_ENTRY_V1_SIZE].copy_from_slice(&e.to_bytes());
+    }
+    xen.resource_write(
+        dom,
+        hypervisor::XENMEM_RESOURCE_GRANT_TABLE,
+        hypervisor::XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED,
+        0,
+        &page,
+    )
+}
+
+/// dom0's name (`/local/domain/0/name` on a real host, written by xen-init-dom0).
+pub const DOM0_NAME: &str = "Domain-0";
+
+/// The domain named `name`, if any: libxl's uniqueness check (`libxl__domain_rename` via
+/// `libxl_name_to_domid`), reading each `/local/domain/<id>/name`. The empty name is
+/// never "in use" (libxl only checks nonempty names); [`DOM0_NAME`] is dom0's.
+///
+/// # Errors
+/// xenstore errors other than a missing node.
+pub fn domain_named<X: Xen + ?Sized>(xen: &mut X, name: &str) -> Result<Option<DomId>, XenError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if name == DOM0_NAME {
+        return Ok(Some(DomId::DOM0));
+    }
+    let ids = match xen.xs_directory(XS_NO_TX, "/local/domain") {
+        Ok(ids) => ids,
+        Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for id in ids {
+        let Ok(dom) = id.parse::<u16>() else {
+            continue;
+        };
+        match xen.xs_read(XS_NO_TX, &format!("/local/domain/{dom}/name")) {
+            Ok(v) if v == name.as_bytes() => return Ok(Some(DomId::new(dom))),
+            Ok(_) => {}
+            Err(e) if matches!(e.errno(), Some(Errno::ENOENT | Errno::EACCES)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }

@@ -189,8 +189,8 @@ fn a_flat_guest_is_built_as_the_layout_says() {
     assert_eq!(md.handle, DomainUuid::from_name("flat").0);
     assert_eq!(
         free_before - free_pages(&mut m),
-        4096 + 1,
-        "guest pages + shared_info"
+        4096 + 2,
+        "guest pages + shared_info + grant frame 0 (Xen-heap pages)"
     );
 
     // The p2m: distinct MFNs, all the guest's, and the guest's own copy agrees.
@@ -702,6 +702,28 @@ impl Xen for Flaky<'_> {
         self.go("foreign_write")?;
         Xen::foreign_write(&mut *self.inner, dom, mfns, buf, errs)
     }
+    fn resource_read(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        buf: &mut [u8],
+    ) -> Result<(), XenError> {
+        self.go("resource_read")?;
+        Xen::resource_read(&mut *self.inner, dom, type_, id, frame, buf)
+    }
+    fn resource_write(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        data: &[u8],
+    ) -> Result<(), XenError> {
+        self.go("resource_write")?;
+        Xen::resource_write(&mut *self.inner, dom, type_, id, frame, data)
+    }
     fn evtchn_bind_interdomain(
         &mut self,
         remote: DomId,
@@ -932,5 +954,286 @@ fn kernels_from_toys_and_files() {
     )
     .expect("build");
     assert_eq!(d.layout.kernel.pfn, Pfn::new(0x600));
+    m.check_invariants().expect("invariants");
+}
+
+/// The grant frame 0 of `dom`, read through the trait.
+fn grant_frame0<X: Xen>(x: &mut X, dom: DomId) -> Vec<u8> {
+    let mut page = vec![0u8; PAGE_SIZE];
+    x.resource_read(
+        dom,
+        hypervisor::XENMEM_RESOURCE_GRANT_TABLE,
+        hypervisor::XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED,
+        0,
+        &mut page,
+    )
+    .expect("grant frame 0");
+    page
+}
+
+/// The bytes libxc's `xc_dom_set_gnttab_entry` leaves in an entry, written out by hand:
+/// flags GTF_permit_access (1), domid, frame — little endian.
+fn entry_bytes(domid: u16, frame: u64) -> Vec<u8> {
+    let mut b = vec![1u8, 0];
+    b.extend_from_slice(&domid.to_le_bytes());
+    b.extend_from_slice(&u32::try_from(frame).unwrap().to_le_bytes());
+    b
+}
+
+#[test]
+fn the_builder_seeds_grant_entries_0_and_1_as_libxc() {
+    let mut m = model(8192);
+    let d = build(
+        &mut m,
+        &config("seeded", 4),
+        &spin_image(),
+        &BuildOptions::default(),
+        None,
+    )
+    .expect("build");
+    let page = grant_frame0(&mut m, d.domid);
+    assert_eq!(
+        &page[0..8],
+        &entry_bytes(0, d.console_mfn.get())[..],
+        "console"
+    );
+    assert_eq!(
+        &page[8..16],
+        &entry_bytes(0, d.store_mfn.get())[..],
+        "xenstore"
+    );
+    assert!(
+        page[16..].iter().all(|&b| b == 0),
+        "nothing else is granted"
+    );
+    m.check_invariants().expect("invariants");
+}
+
+#[test]
+fn without_the_seed_step_introduce_fails_with_einval() {
+    // A backend that drops resource writes: the builder's INTRODUCE then fails as it
+    // does on Xen 4.17 without a seeded entry 1, and the half-built domain goes away.
+    let mut m = model(8192);
+    let free = free_pages(&mut m);
+    let mut flaky = Flaky {
+        inner: &mut m,
+        calls: 0,
+        fail_at: usize::MAX,
+        failed: None,
+    };
+    let e = build(
+        &mut Wrap(&mut flaky),
+        &config("unseeded", 4),
+        &spin_image(),
+        &BuildOptions::default(),
+        None,
+    )
+    .expect_err("introduce must fail");
+    assert_eq!(e.step(), Some(BuildStep::Introduce), "{e}");
+    assert_eq!(e.errno(), Some(Errno::EINVAL), "{e}");
+    assert_eq!(domains(&mut m), vec![0], "the half-built domain is gone");
+    assert_eq!(free_pages(&mut m), free, "every frame came back");
+    m.check_invariants().expect("invariants");
+}
+
+/// Forwards everything but resource writes (which it swallows).
+struct Wrap<'a, 'b>(&'a mut Flaky<'b>);
+
+impl Xen for Wrap<'_, '_> {
+    fn backend_name(&self) -> &'static str {
+        "no-seed"
+    }
+    fn xen_version(&mut self, cmd: u32, arg: &mut [u8]) -> Result<i64, XenError> {
+        self.0.xen_version(cmd, arg)
+    }
+    fn domctl(&mut self, domctl: &mut XenDomctl, buf: &mut [u8]) -> Result<i64, XenError> {
+        self.0.domctl(domctl, buf)
+    }
+    fn sysctl(&mut self, sysctl: &mut XenSysctl, buf: &mut [u8]) -> Result<i64, XenError> {
+        self.0.sysctl(sysctl, buf)
+    }
+    fn memory_op(&mut self, cmd: u32, arg: &mut [u8], buf: &mut [u8]) -> Result<i64, XenError> {
+        self.0.memory_op(cmd, arg, buf)
+    }
+    fn mmu_update(
+        &mut self,
+        reqs: &[MmuUpdate],
+        done: &mut u32,
+        foreigndom: u32,
+    ) -> Result<i64, XenError> {
+        self.0.mmu_update(reqs, done, foreigndom)
+    }
+    fn mmuext_op(
+        &mut self,
+        ops: &[MmuextOp],
+        done: &mut u32,
+        foreigndom: u32,
+    ) -> Result<i64, XenError> {
+        self.0.mmuext_op(ops, done, foreigndom)
+    }
+    fn event_channel_op(&mut self, cmd: u32, arg: &mut [u8]) -> Result<i64, XenError> {
+        self.0.event_channel_op(cmd, arg)
+    }
+    fn foreign_read(
+        &mut self,
+        dom: DomId,
+        mfns: &[Mfn],
+        buf: &mut [u8],
+        errs: &mut [i32],
+    ) -> Result<(), XenError> {
+        self.0.foreign_read(dom, mfns, buf, errs)
+    }
+    fn foreign_write(
+        &mut self,
+        dom: DomId,
+        mfns: &[Mfn],
+        buf: &[u8],
+        errs: &mut [i32],
+    ) -> Result<(), XenError> {
+        self.0.foreign_write(dom, mfns, buf, errs)
+    }
+    fn resource_read(
+        &mut self,
+        dom: DomId,
+        type_: u16,
+        id: u32,
+        frame: u64,
+        buf: &mut [u8],
+    ) -> Result<(), XenError> {
+        self.0.resource_read(dom, type_, id, frame, buf)
+    }
+    fn resource_write(
+        &mut self,
+        _dom: DomId,
+        _type_: u16,
+        _id: u32,
+        _frame: u64,
+        _data: &[u8],
+    ) -> Result<(), XenError> {
+        Ok(())
+    }
+    fn evtchn_bind_interdomain(
+        &mut self,
+        remote: DomId,
+        remote_port: Port,
+    ) -> Result<Port, XenError> {
+        self.0.evtchn_bind_interdomain(remote, remote_port)
+    }
+    fn evtchn_bind_unbound_port(&mut self, remote: DomId) -> Result<Port, XenError> {
+        self.0.evtchn_bind_unbound_port(remote)
+    }
+    fn evtchn_bind_virq(&mut self, virq: u32) -> Result<Port, XenError> {
+        self.0.evtchn_bind_virq(virq)
+    }
+    fn evtchn_unbind(&mut self, port: Port) -> Result<(), XenError> {
+        self.0.evtchn_unbind(port)
+    }
+    fn evtchn_notify(&mut self, port: Port) -> Result<(), XenError> {
+        self.0.evtchn_notify(port)
+    }
+    fn evtchn_wait(&mut self, timeout_ns: u64) -> Result<Option<Port>, XenError> {
+        self.0.evtchn_wait(timeout_ns)
+    }
+    fn evtchn_unmask(&mut self, port: Port) -> Result<(), XenError> {
+        self.0.evtchn_unmask(port)
+    }
+    fn xs_read(&mut self, tx: XsTxId, path: &str) -> Result<Vec<u8>, XenError> {
+        self.0.xs_read(tx, path)
+    }
+    fn xs_write(&mut self, tx: XsTxId, path: &str, value: &[u8]) -> Result<(), XenError> {
+        self.0.xs_write(tx, path, value)
+    }
+    fn xs_mkdir(&mut self, tx: XsTxId, path: &str) -> Result<(), XenError> {
+        self.0.xs_mkdir(tx, path)
+    }
+    fn xs_rm(&mut self, tx: XsTxId, path: &str) -> Result<(), XenError> {
+        self.0.xs_rm(tx, path)
+    }
+    fn xs_directory(&mut self, tx: XsTxId, path: &str) -> Result<Vec<String>, XenError> {
+        self.0.xs_directory(tx, path)
+    }
+    fn xs_get_perms(&mut self, tx: XsTxId, path: &str) -> Result<Vec<XsPerm>, XenError> {
+        self.0.xs_get_perms(tx, path)
+    }
+    fn xs_set_perms(&mut self, tx: XsTxId, path: &str, perms: &[XsPerm]) -> Result<(), XenError> {
+        self.0.xs_set_perms(tx, path, perms)
+    }
+    fn xs_watch(&mut self, path: &str, token: &str) -> Result<(), XenError> {
+        self.0.xs_watch(path, token)
+    }
+    fn xs_unwatch(&mut self, path: &str, token: &str) -> Result<(), XenError> {
+        self.0.xs_unwatch(path, token)
+    }
+    fn xs_read_watch(&mut self, timeout_ns: u64) -> Result<Option<XsWatchEvent>, XenError> {
+        self.0.xs_read_watch(timeout_ns)
+    }
+    fn xs_transaction_start(&mut self) -> Result<XsTxId, XenError> {
+        self.0.xs_transaction_start()
+    }
+    fn xs_transaction_end(&mut self, tx: XsTxId, commit: bool) -> Result<(), XenError> {
+        self.0.xs_transaction_end(tx, commit)
+    }
+    fn xs_introduce(&mut self, dom: DomId, mfn: Mfn, port: Port) -> Result<(), XenError> {
+        self.0.xs_introduce(dom, mfn, port)
+    }
+    fn xs_release(&mut self, dom: DomId) -> Result<(), XenError> {
+        self.0.xs_release(dom)
+    }
+    fn xs_get_domain_path(&mut self, dom: DomId) -> Result<String, XenError> {
+        self.0.xs_get_domain_path(dom)
+    }
+}
+
+#[test]
+fn a_name_in_use_is_refused_before_anything_is_allocated() {
+    let mut m = model(8192);
+    let first = build(
+        &mut m,
+        &config("twin", 4),
+        &spin_image(),
+        &BuildOptions::default(),
+        None,
+    )
+    .expect("first");
+    let free = free_pages(&mut m);
+    let doms = domains(&mut m);
+    let mut steps = Vec::new();
+    let mut progress = |s: BuildStep| steps.push(s);
+    let e = build(
+        &mut m,
+        &config("twin", 4),
+        &spin_image(),
+        &BuildOptions::default(),
+        Some(&mut progress),
+    )
+    .expect_err("a second `twin`");
+    assert!(
+        matches!(&e, BuildError::NameInUse { name, domid } if name == "twin" && *domid == first.domid),
+        "{e:?}"
+    );
+    // libxl's words (libxl__domain_rename).
+    assert_eq!(e.to_string(), "Domain with name \"twin\" already exists.");
+    assert_eq!(e.step(), None);
+    assert!(!steps.contains(&BuildStep::CreateDomain), "{steps:?}");
+    assert_eq!(domains(&mut m), doms, "no domain was created");
+    assert_eq!(free_pages(&mut m), free, "no frame was allocated");
+    // dom0's name is taken too; another name is fine.
+    let e = build(
+        &mut m,
+        &config("Domain-0", 4),
+        &spin_image(),
+        &BuildOptions::default(),
+        None,
+    )
+    .expect_err("dom0's name");
+    assert!(matches!(e, BuildError::NameInUse { domid, .. } if domid == DomId::DOM0));
+    build(
+        &mut m,
+        &config("twin2", 4),
+        &spin_image(),
+        &BuildOptions::default(),
+        None,
+    )
+    .expect("another name");
     m.check_invariants().expect("invariants");
 }
