@@ -404,6 +404,8 @@ fn domctl_name(cmd: u32) -> Option<&'static str> {
         d::XEN_DOMCTL_GETPAGEFRAMEINFO3 => "getpageframeinfo3",
         d::XEN_DOMCTL_SETVCPUEXTSTATE => "setvcpuextstate",
         d::XEN_DOMCTL_GETVCPUEXTSTATE => "getvcpuextstate",
+        d::XEN_DOMCTL_GET_VCPU_MSRS => "get_vcpu_msrs",
+        d::XEN_DOMCTL_SET_VCPU_MSRS => "set_vcpu_msrs",
         _ => return None,
     })
 }

@@ -29,6 +29,35 @@ pub(crate) fn is_canonical(va: u64) -> bool {
 /// not shut down (nor latched a code).
 pub(crate) const SHUTDOWN_CODE_INVALID: u32 = !0;
 
+/// `PV_XSAVE_HDR_SIZE`: the `xcr0`, `xcr0_accum` pair before an XSAVE area.
+const PV_XSAVE_HDR_SIZE: u64 = 16;
+/// `XSTATE_AREA_MIN_SIZE`: the legacy FXSAVE region plus the XSAVE header.
+const XSTATE_AREA_MIN_SIZE: u64 = 512 + 64;
+/// `X86_XCR0_FP`.
+const XSTATE_FP: u64 = 1;
+/// The model host's `xfeature_mask`: a CPU with XSAVE for x87 and SSE state only.
+/// (The lab's QEMU `-cpu max,-smap` reports 0x21f, size 2712; the model keeps the
+/// smallest mask any XSAVE CPU has.)
+pub(crate) const MODEL_XFEATURE_MASK: u64 = 0x3;
+/// The MSRs Xen 4.17 migrates for a PV vCPU (`msrs_to_send`): SPEC_CTRL,
+/// INTEL_MISC_FEATURES_ENABLES, TSC_AUX and the four AMD DR address masks.
+const PV_MSRS: [u32; 7] = [
+    0x0000_0048,
+    0x0000_0140,
+    0xc000_0103,
+    0xc001_1027,
+    0xc001_1019,
+    0xc001_101a,
+    0xc001_101b,
+];
+/// How many of them a NULL-handle query reports (7: the model's CPU has no DBEXT).
+const PV_MSRS_TO_SEND: u32 = PV_MSRS.len() as u32;
+
+/// `PV_XSAVE_SIZE(xfeature_mask)` on the model host: the header plus an uncompressed
+/// XSAVE area of x87 and SSE state, which is the legacy region and the XSAVE header
+/// (the same for every nonzero `xcr0_accum` the model accepts).
+const MODEL_PV_XSAVE_SIZE: u64 = PV_XSAVE_HDR_SIZE + XSTATE_AREA_MIN_SIZE;
+
 impl Model {
     /// Executes one `domctl` issued by `caller`.
     ///
@@ -229,14 +258,100 @@ impl Model {
                 Ok(0)
             }
             dc::XEN_DOMCTL_GETVCPUEXTSTATE => {
-                // The model's vCPUs have no XSAVE state beyond the FXSAVE image in the
-                // basic context: report size 0 ("nothing to save").
                 let mut p: dc::DomctlVcpuExtState = op.payload();
                 let d = self.domain(dom)?;
                 d.vcpus.get(p.vcpu as usize).ok_or(Errno::ESRCH)?;
-                p.xfeature_mask = 0;
-                p.size = 0;
+                if (p.size == 0 && p.xfeature_mask == 0) || buf.is_empty() {
+                    // A size query: the most this host could ever hand back.
+                    p.xfeature_mask = MODEL_XFEATURE_MASK;
+                    p.size = MODEL_PV_XSAVE_SIZE;
+                    op.set_payload(&p);
+                    return Ok(0);
+                }
+                // No model vCPU ever loads XCR0 (the interpreter has no XSETBV), so
+                // xcr0 and xcr0_accum are 0 and only the header is handed back, as
+                // real Xen 4.17 does for a PV guest that never enabled XSAVE.
+                let size = PV_XSAVE_HDR_SIZE;
+                if p.size < size || p.xfeature_mask != MODEL_XFEATURE_MASK {
+                    return Err(Errno::EINVAL);
+                }
+                let out = buf.get_mut(..size as usize).ok_or(Errno::EFAULT)?;
+                out.fill(0);
+                p.size = size;
                 op.set_payload(&p);
+                Ok(0)
+            }
+            dc::XEN_DOMCTL_SETVCPUEXTSTATE => {
+                let p: dc::DomctlVcpuExtState = op.payload();
+                let d = self.domain(dom)?;
+                d.vcpus.get(p.vcpu as usize).ok_or(Errno::ESRCH)?;
+                if p.size < PV_XSAVE_HDR_SIZE || p.size > MODEL_PV_XSAVE_SIZE {
+                    return Err(Errno::EINVAL);
+                }
+                let data = buf.get(..p.size as usize).ok_or(Errno::EFAULT)?;
+                let xcr0 = u64::from_le_bytes(data[0..8].try_into().expect("8 bytes"));
+                let accum = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
+                if accum == 0 {
+                    // Without xcr0_accum, only "no state at all" is legitimate.
+                    if xcr0 != 0 || p.size != PV_XSAVE_HDR_SIZE {
+                        return Err(Errno::EINVAL);
+                    }
+                    return Ok(0);
+                }
+                // Xen's validate_xstate: xcr0 ⊆ xcr0_accum ⊆ the host's features,
+                // x87 always on, and enough data to be an XSAVE area.
+                if p.size < PV_XSAVE_HDR_SIZE + XSTATE_AREA_MIN_SIZE
+                    || xcr0 & !accum != 0
+                    || accum & !MODEL_XFEATURE_MASK != 0
+                    || accum & XSTATE_FP == 0
+                {
+                    return Err(Errno::EINVAL);
+                }
+                if p.size != MODEL_PV_XSAVE_SIZE {
+                    return Err(Errno::EINVAL);
+                }
+                // State Xen would load: the model's vCPUs keep x87/SSE state in the
+                // basic context's FXSAVE image only and cannot take an XSAVE area.
+                Err(Errno::EOPNOTSUPP)
+            }
+            dc::XEN_DOMCTL_GET_VCPU_MSRS => {
+                let mut p: dc::DomctlVcpuMsrs = op.payload();
+                let d = self.domain(dom)?;
+                d.vcpus.get(p.vcpu as usize).ok_or(Errno::ESRCH)?;
+                if buf.is_empty() {
+                    // A NULL handle asks for the most there could be.
+                    p.msr_count = PV_MSRS_TO_SEND;
+                } else {
+                    // Xen sends only the MSRs whose value is nonzero; the model's
+                    // vCPUs have none of them set (see XEN_DOMCTL_SET_VCPU_MSRS).
+                    p.msr_count = 0;
+                }
+                op.set_payload(&p);
+                Ok(0)
+            }
+            dc::XEN_DOMCTL_SET_VCPU_MSRS => {
+                // (Xen also copies back how many entries it took before a failure; the
+                // model, like its other domctls, leaves the struct alone on error.)
+                let p: dc::DomctlVcpuMsrs = op.payload();
+                let d = self.domain(dom)?;
+                d.vcpus.get(p.vcpu as usize).ok_or(Errno::ESRCH)?;
+                if p.msr_count > PV_MSRS_TO_SEND {
+                    return Err(Errno::EINVAL);
+                }
+                let entry = core::mem::size_of::<dc::VcpuMsr>();
+                for i in 0..p.msr_count {
+                    let at = i as usize * entry;
+                    let b = buf.get(at..at + entry).ok_or(Errno::EFAULT)?;
+                    let index = u32::from_le_bytes(b[0..4].try_into().expect("4 bytes"));
+                    let reserved = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
+                    let value = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+                    // Only the MSRs Xen migrates, and (the model's CPU having none of
+                    // the features behind them: no SPEC_CTRL, CPUID faulting, RDTSCP or
+                    // DBEXT) only the value 0 that guest_wrmsr accepts without them.
+                    if reserved != 0 || !PV_MSRS.contains(&index) || value != 0 {
+                        return Err(Errno::EINVAL);
+                    }
+                }
                 Ok(0)
             }
             dc::XEN_DOMCTL_HYPERCALL_INIT => {

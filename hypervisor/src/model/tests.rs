@@ -1374,3 +1374,252 @@ mod state_machine {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Extended vCPU state and MSRs, as Xen 4.17 answers them for a PV guest that never
+// enabled XSAVE (what the lab's real Xen returned for xi's toy guests: a 16-byte
+// all-zero XSAVE blob, an MSR count of 7 then no MSRs).
+
+fn extstate(vcpu: u32, mask: u64, size: u64) -> Vec<u8> {
+    dc::DomctlVcpuExtState {
+        vcpu,
+        xfeature_mask: mask,
+        size,
+        ..dc::DomctlVcpuExtState::default()
+    }
+    .as_bytes()
+    .to_vec()
+}
+
+fn msrs(vcpu: u32, count: u32) -> Vec<u8> {
+    dc::DomctlVcpuMsrs {
+        vcpu,
+        msr_count: count,
+        msrs: 0,
+    }
+    .as_bytes()
+    .to_vec()
+}
+
+fn msr_entry(index: u32, reserved: u32, value: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[0..4].copy_from_slice(&index.to_le_bytes());
+    b[4..8].copy_from_slice(&reserved.to_le_bytes());
+    b[8..16].copy_from_slice(&value.to_le_bytes());
+    b
+}
+
+#[test]
+fn getvcpuextstate_queries_the_size_then_hands_back_the_header_only() {
+    let mut m = host();
+    let g = MiniGuest::build(&mut m, 4).unwrap();
+    let dom = g.dom.get();
+    // Size query: xfeature_mask and size both 0 (or no buffer).
+    let d = domctl(
+        &mut m,
+        dc::XEN_DOMCTL_GETVCPUEXTSTATE,
+        dom,
+        &extstate(0, 0, 0),
+        &mut [],
+    )
+    .unwrap();
+    let q: dc::DomctlVcpuExtState = d.payload();
+    assert_eq!(q.xfeature_mask & 3, 3, "x87 and SSE are always in the mask");
+    // PV_XSAVE_SIZE: 16-byte header + 512-byte legacy area + 64-byte XSAVE header at
+    // least.
+    assert!(q.size >= 16 + 512 + 64, "{}", q.size);
+    let mut buf = vec![0xaau8; q.size as usize];
+    let d = domctl(
+        &mut m,
+        dc::XEN_DOMCTL_GETVCPUEXTSTATE,
+        dom,
+        &extstate(0, q.xfeature_mask, q.size),
+        &mut buf,
+    )
+    .unwrap();
+    let out: dc::DomctlVcpuExtState = d.payload();
+    assert_eq!(out.size, 16, "xcr0_accum 0: only xcr0 and xcr0_accum");
+    assert_eq!(&buf[..16], &[0u8; 16], "both zero");
+    // A mask other than the host's, or a buffer smaller than the header: EINVAL.
+    assert_eq!(
+        domctl(
+            &mut m,
+            dc::XEN_DOMCTL_GETVCPUEXTSTATE,
+            dom,
+            &extstate(0, 0x7, q.size),
+            &mut buf
+        )
+        .unwrap_err(),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        domctl(
+            &mut m,
+            dc::XEN_DOMCTL_GETVCPUEXTSTATE,
+            dom,
+            &extstate(0, q.xfeature_mask, 8),
+            &mut buf
+        )
+        .unwrap_err(),
+        Errno::EINVAL
+    );
+    // No such vCPU: ESRCH.
+    assert_eq!(
+        domctl(
+            &mut m,
+            dc::XEN_DOMCTL_GETVCPUEXTSTATE,
+            dom,
+            &extstate(5, 0, 0),
+            &mut []
+        )
+        .unwrap_err(),
+        Errno::ESRCH
+    );
+}
+
+#[test]
+fn setvcpuextstate_takes_an_empty_header_and_refuses_what_xen_refuses() {
+    let mut m = host();
+    let g = MiniGuest::build(&mut m, 4).unwrap();
+    let dom = g.dom.get();
+    let set = |m: &mut Model, size: u64, buf: &mut [u8]| {
+        domctl(
+            m,
+            dc::XEN_DOMCTL_SETVCPUEXTSTATE,
+            dom,
+            &extstate(0, 0, size),
+            buf,
+        )
+    };
+    // What real Xen's stream carries for a guest that never used XSAVE.
+    set(&mut m, 16, &mut [0u8; 16]).expect("nothing to restore");
+    // Shorter than the header, or longer than the host could ever hand out.
+    assert_eq!(set(&mut m, 8, &mut [0u8; 8]).unwrap_err(), Errno::EINVAL);
+    assert_eq!(
+        set(&mut m, 1 << 20, &mut vec![0u8; 1 << 20]).unwrap_err(),
+        Errno::EINVAL
+    );
+    // xcr0 without xcr0_accum is not a state any vCPU can have.
+    let mut b = [0u8; 16];
+    b[0] = 1;
+    assert_eq!(set(&mut m, 16, &mut b).unwrap_err(), Errno::EINVAL);
+    // A header with xcr0_accum but no area: "can't be legitimate data".
+    let mut b = vec![0u8; 16 + 100];
+    b[0] = 3;
+    b[8] = 3;
+    assert_eq!(
+        set(&mut m, b.len() as u64, &mut b).unwrap_err(),
+        Errno::EINVAL
+    );
+    // xcr0 beyond xcr0_accum.
+    let mut b = vec![0u8; 16 + 576];
+    b[0] = 3;
+    b[8] = 1;
+    assert_eq!(
+        set(&mut m, b.len() as u64, &mut b).unwrap_err(),
+        Errno::EINVAL
+    );
+    // The buffer shorter than the size it claims: EFAULT.
+    assert_eq!(set(&mut m, 16, &mut [0u8; 4]).unwrap_err(), Errno::EFAULT);
+    assert_eq!(
+        domctl(
+            &mut m,
+            dc::XEN_DOMCTL_SETVCPUEXTSTATE,
+            dom,
+            &extstate(3, 0, 16),
+            &mut [0u8; 16]
+        )
+        .unwrap_err(),
+        Errno::ESRCH
+    );
+}
+
+#[test]
+fn vcpu_msrs_count_seven_send_none_and_load_only_zeroes() {
+    let mut m = host();
+    let g = MiniGuest::build(&mut m, 4).unwrap();
+    let dom = g.dom.get();
+    // NULL handle: the maximum count, 7 without DBEXT (abi-4.17.md).
+    let d = domctl(
+        &mut m,
+        dc::XEN_DOMCTL_GET_VCPU_MSRS,
+        dom,
+        &msrs(0, 0),
+        &mut [],
+    )
+    .unwrap();
+    let q: dc::DomctlVcpuMsrs = d.payload();
+    assert_eq!(q.msr_count, 7);
+    // With a buffer: MSRs whose value is 0 are left out, and the model has no other.
+    let mut buf = vec![0u8; 7 * 16];
+    let d = domctl(
+        &mut m,
+        dc::XEN_DOMCTL_GET_VCPU_MSRS,
+        dom,
+        &msrs(0, 7),
+        &mut buf,
+    )
+    .unwrap();
+    assert_eq!(d.payload::<dc::DomctlVcpuMsrs>().msr_count, 0);
+    // Loading: the migrated MSRs at 0 are fine (MSR_TSC_AUX, MSR_SPEC_CTRL).
+    let mut ok = [msr_entry(0xc000_0103, 0, 0), msr_entry(0x48, 0, 0)].concat();
+    domctl(
+        &mut m,
+        dc::XEN_DOMCTL_SET_VCPU_MSRS,
+        dom,
+        &msrs(0, 2),
+        &mut ok,
+    )
+    .unwrap();
+    // An MSR Xen does not migrate, a reserved field, a value the model's CPU cannot
+    // hold, more entries than Xen sends: EINVAL.
+    for bad in [
+        vec![msr_entry(0x48, 0, 0), msr_entry(0x10, 0, 0)],
+        vec![msr_entry(0x48, 1, 0)],
+        vec![msr_entry(0xc000_0103, 0, 5)],
+    ] {
+        let mut b = bad.concat();
+        let n = (b.len() / 16) as u32;
+        let mut d = XenDomctl::new(dc::XEN_DOMCTL_SET_VCPU_MSRS, dom);
+        d.set_payload(&dc::DomctlVcpuMsrs {
+            vcpu: 0,
+            msr_count: n,
+            msrs: 0,
+        });
+        let e = m.domctl(&mut d, &mut b).unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::EINVAL));
+    }
+    assert_eq!(
+        domctl(
+            &mut m,
+            dc::XEN_DOMCTL_SET_VCPU_MSRS,
+            dom,
+            &msrs(0, 8),
+            &mut [0u8; 8 * 16]
+        )
+        .unwrap_err(),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        domctl(
+            &mut m,
+            dc::XEN_DOMCTL_SET_VCPU_MSRS,
+            dom,
+            &msrs(0, 2),
+            &mut msr_entry(0x48, 0, 0)
+        )
+        .unwrap_err(),
+        Errno::EFAULT
+    );
+    assert_eq!(
+        domctl(
+            &mut m,
+            dc::XEN_DOMCTL_GET_VCPU_MSRS,
+            dom,
+            &msrs(4, 0),
+            &mut []
+        )
+        .unwrap_err(),
+        Errno::ESRCH
+    );
+}
