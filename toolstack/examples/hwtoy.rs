@@ -86,6 +86,20 @@ mod hw {
         })
     }
 
+    /// [`verdict`] with the domain paused for the read: the oracle reads page after
+    /// page, and a running counter guest moves on between two reads (the regions are
+    /// only consistent at one instant).
+    fn paused_verdict<X: Xen + ?Sized>(
+        x: &mut X,
+        dom: DomId,
+        p: &ToyParams,
+    ) -> Result<bool, String> {
+        xc::pause(x, dom).map_err(|e| format!("pause d{}: {e}", dom.get()))?;
+        let v = verdict(x, dom, p);
+        xc::unpause(x, dom).map_err(|e| format!("unpause d{}: {e}", dom.get()))?;
+        v
+    }
+
     pub fn oracle(cfg: &str, dom: u16) -> Result<(), String> {
         let (_, p) = params(cfg)?;
         let mut x = Privcmd::open().map_err(|e| e.to_string())?;
@@ -124,7 +138,7 @@ mod hw {
         write(&format!("{toy}-create.xitrace"), &trace.to_bytes())?;
         println!("created domain {} ({}) from {cfg}", dom.get(), config.name);
         std::thread::sleep(std::time::Duration::from_secs(2));
-        let ok1 = verdict(&mut x, dom, &p)?;
+        let ok1 = paused_verdict(&mut x, dom, &p)?;
 
         let file = dir.join(format!("{toy}.xl"));
         let mut rec = Recorder::new(
@@ -157,7 +171,7 @@ mod hw {
         println!("restored into domain {}", nd.get());
         xc::unpause(&mut x, nd).map_err(|e| e.to_string())?;
         std::thread::sleep(std::time::Duration::from_secs(2));
-        let ok2 = verdict(&mut x, nd, &p)?;
+        let ok2 = paused_verdict(&mut x, nd, &p)?;
         let _ = xc::destroy(&mut x, nd);
         cli::domains::forget(&mut x, nd);
         if ok1 && ok2 {
