@@ -3,7 +3,7 @@
 #   T=/work/tgt/hw/release
 #   /tmp/xenlab/run-lab.sh scripts/lab/full.sh scripts/hw-check.sh $T/xi $T/examples/hwtoy
 # Results: /tmp/xenlab/out/hw-check/ (summary.txt, logs, save files) and
-# /tmp/xenlab/out/traces/ (<toy>-save.trace, <toy>-restore.trace, <toy>.xl).
+# /tmp/xenlab/out/traces/ (<toy>-save.xitrace, <toy>-restore.xitrace, <toy>.xl).
 chmod +x ./hw-check.sh ./xi ./hwtoy
 STEPS=${STEPS:-1 2 3 4 5} GUEST_MEM=${GUEST_MEM:-96} OUT=/root/out/hw-check ./hw-check.sh ./xi ./hwtoy 2>&1 | tee /root/out/hw-check.log
 # The Linux guest save files are ~100 MiB each: keep their record lists, not the files.
